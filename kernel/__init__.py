@@ -1,0 +1,212 @@
+"""Prism kernel: the language.  The pipeline is parse → resolve → compile → execute.
+
+``evaluate(source, *, filename, inputs, limits, mode)`` runs a program and returns
+``Result(value, confidence)``; only ``PrismError`` subclasses ever escape it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import nodes
+from .errors import (PrismCancelled, PrismError, PrismInternalError, PrismLimitError, PrismRuntimeError,
+                     PrismSyntaxError, format_error)
+from .parser import parse, tokenize
+from .sandbox import DEFAULT_LIMITS, Budget, Limits
+
+__all__ = ["evaluate", "Result", "Limits", "PrismError", "PrismSyntaxError", "PrismRuntimeError",
+           "PrismLimitError", "PrismCancelled", "PrismInternalError", "parse", "tokenize", "check",
+           "resolve", "format_error", "Session", "nodes"]
+
+
+@dataclass(frozen=True)
+class Result:
+    value: Any                    # plain JSON-compatible value
+    confidence: float | None      # outer confidence, or None
+    raw: Any = None               # the Prism value itself (for hosts)
+
+
+def _global_names(rt: Any) -> set:
+    return set(rt.globals)
+
+
+def resolve(program: nodes.Program, global_names: set, *, mode: str = "strict", module: bool = False):
+    """Stage 2: name resolution and static errors (kernel/resolver.py)."""
+    from .resolver import resolve as _resolve
+    return _resolve(program, global_names, mode=mode, module=module)
+
+
+def compile_program(source: str, rt: Any, *, filename: str = "<input>", module: Any = None,
+                    program: nodes.Program | None = None) -> tuple[Callable[[], Any], Any]:
+    """Stages 1–3 for one file: returns (run, resolution)."""
+    from .compiler import Compiler
+    prog = program if program is not None else parse(source, filename)
+    res = resolve(prog, _global_names(rt), mode=rt.mode, module=module is not None)
+    comp = Compiler(rt, res, filename, source)
+    if module is not None:
+        comp.module_exports = module.exports
+    body = comp.program(prog)
+    size = prog.scope.size
+
+    def run() -> Any:
+        from .values import UNINIT
+        frame = [None] + [UNINIT] * (size - 1)
+        return body(frame)
+    return run, res
+
+
+def new_runtime(*, limits: Limits | None = None, mode: str = "strict", filename: str = "<input>",
+                source: str | None = None, inputs: dict | None = None, output: Callable | None = None,
+                trace: Callable | None = None, host: Any = None, budget: Budget | None = None,
+                prelude: dict | None = None, base_dir: str | None = None) -> Any:
+    """A runtime with the built-ins, host prelude and inputs bound as read-only globals."""
+    from .builtins import make_globals
+    from .runtime import Runtime
+    from .values import from_host
+    if mode not in ("strict", "legacy"):
+        raise ValueError("mode must be 'strict' or 'legacy'")
+    rt = Runtime(limits=limits or DEFAULT_LIMITS, mode=mode, filename=filename, source=source,
+                 budget=budget, output=output, trace=trace, host=host, base_dir=base_dir)
+    g = make_globals(rt)
+    if prelude:
+        g.update(prelude)
+    from .evalpattern import eval_pattern_builtin
+    g["eval_pattern"] = eval_pattern_builtin(rt)
+    for v in g.values():
+        rt.freeze(v)
+    if inputs:
+        for k, v in inputs.items():
+            if not isinstance(k, str) or not k.isidentifier():
+                raise PrismRuntimeError(f"invalid input name {k!r}")
+            g[k] = rt.freeze(from_host(v))
+    rt.globals = g
+    return rt
+
+
+def _finish(rt: Any, value: Any) -> Result:
+    from .runtime import await_value
+    from .values import Confident, Promise, to_host
+    if isinstance(value, Promise) or (type(value) is Confident and isinstance(value.value, Promise)):
+        value = await_value(rt, value)
+    conf = value.conf if type(value) is Confident else None
+    return Result(to_host(value), conf, value)
+
+
+def run_guarded(fn: Callable[[], Any], filename: str, source: str | None) -> Any:
+    """Run ``fn`` on a big-stack thread; convert every escaping exception to a PrismError."""
+    from .runtime import BreakSignal, ContinueSignal, ReturnSignal, run_in_thread
+    try:
+        return run_in_thread(fn)
+    except PrismError as e:
+        e.locate(None, filename, source)
+        raise
+    except RecursionError:
+        raise PrismLimitError("maximum call depth exceeded (the program or its data is nested too deeply)",
+                              limit="depth", filename=filename, source=source) from None
+    except MemoryError:
+        raise PrismLimitError("out of memory", limit="memory", filename=filename, source=source) from None
+    except (BreakSignal, ContinueSignal):
+        raise PrismRuntimeError("'break' or 'continue' outside of a loop", filename=filename,
+                                source=source) from None
+    except ReturnSignal:
+        raise PrismRuntimeError("Illegal 'return' outside of a function", filename=filename,
+                                source=source) from None
+    except BaseException as e:  # noqa: BLE001 - nothing else may escape
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise PrismInternalError(f"internal error ({type(e).__name__}); please report this program",
+                                 filename=filename, source=source) from e
+
+
+def evaluate(source: str, *, filename: str = "<input>", inputs: dict | None = None,
+             limits: Limits | None = None, mode: str = "strict", output: Callable | None = None,
+             trace: Callable | None = None, host: Any = None, prelude: dict | None = None,
+             base_dir: str | None = None, budget: Budget | None = None) -> Result:
+    """Parse, resolve, compile and run ``source`` in a fresh interpreter."""
+    if not isinstance(source, str):
+        raise PrismSyntaxError("source must be a string", filename=filename)
+
+    def go() -> Result:
+        rt = new_runtime(limits=limits, mode=mode, filename=filename, source=source, inputs=inputs,
+                         output=output, trace=trace, host=host, prelude=prelude, base_dir=base_dir,
+                         budget=budget)
+        run, _ = compile_program(source, rt, filename=filename)
+        return _finish(rt, run())
+    return run_guarded(go, filename, source)
+
+
+def check(source: str, filename: str = "<input>", *, mode: str = "strict",
+          global_names: set | None = None) -> list[PrismSyntaxError]:
+    """All static errors of a program: the first syntax error, or every resolver error."""
+    from .builtins import GLOBAL_NAMES
+    try:
+        prog = parse(source, filename)
+    except PrismSyntaxError as e:
+        return [e]
+    names = set(GLOBAL_NAMES) | {"eval_pattern"} | set(global_names or ())
+    res = resolve(prog, names, mode=mode)
+    for e in res.errors:
+        e.locate(e.span, filename, source)
+    return sorted(res.errors, key=lambda e: (e.line or 0, e.column or 0))
+
+
+class Session:
+    """A REPL session: top-level bindings persist between ``run`` calls."""
+
+    def __init__(self, *, limits: Limits | None = None, mode: str = "strict", output: Callable | None = None,
+                 inputs: dict | None = None, host: Any = None, prelude: dict | None = None):
+        self.limits = limits
+        self.mode = mode
+        self.output = output
+        self.inputs = inputs
+        self.host = host
+        self.prelude = prelude
+        self.history: list[str] = []
+
+    def run(self, code: str) -> Result:
+        """Evaluate ``code`` after the earlier successful entries (whose output is muted)."""
+        prior = "\n;\n".join(self.history)
+        muted: list[tuple[str, str]] = []
+        lines_before = prior.count("\n") + 2 if prior else 0
+
+        def output(stream: str, text: str) -> None:
+            if state["live"]:
+                (self.output or _print_out)(stream, text)
+
+        state = {"live": not prior}
+        program = (prior + "\n;\n" + code) if prior else code
+        if prior:
+            # run the history silently, then the new entry with output on
+            def go() -> Result:
+                rt = new_runtime(limits=self.limits, mode=self.mode, filename="<repl>", source=code,
+                                 inputs=self.inputs, output=output, host=self.host, prelude=self.prelude)
+                prog = parse(program, "<repl>")
+                split = len(prog.body) - len(parse(code, "<repl>").body)
+                from .compiler import Compiler
+                res = resolve(prog, set(rt.globals), mode=rt.mode)
+                comp = Compiler(rt, res, "<repl>", program)
+                from .values import UNINIT
+                frame = [None] + [UNINIT] * (prog.scope.size - 1)
+                head = comp.stmts(prog.body[:split], None, hoist=True)
+                tail = comp.stmts(prog.body[split:], None)
+                head(frame)
+                state["live"] = True
+                return _finish(rt, tail(frame))
+            try:
+                result = run_guarded(go, "<repl>", program)
+            except PrismError as e:
+                if e.line is not None and e.line > lines_before:
+                    e.span = (e.span[0] - lines_before, e.span[1], e.span[2] - lines_before, e.span[3])
+                    e.source = code
+                raise
+        else:
+            result = evaluate(code, filename="<repl>", limits=self.limits, mode=self.mode, output=output,
+                              inputs=self.inputs, host=self.host, prelude=self.prelude)
+        del muted
+        self.history.append(code)
+        return result
+
+
+def _print_out(stream: str, text: str) -> None:
+    import sys
+    (sys.stderr if stream == "stderr" else sys.stdout).write(text + "\n")

@@ -1,0 +1,97 @@
+"""Module loading for ``import``/``export``.
+
+Consumes an import specifier and the importing file's name; produces a loaded
+``Module`` (its exports dict), parsed, resolved, compiled and run once per
+evaluation.  Resolution: ``./x`` and ``../x`` relative to the importing file
+(only for programs that came from files), ``stdlib/x`` and ``primitives/x`` from
+the project's own folders; ``.prism`` is appended when missing, ``x/index.prism``
+is tried next.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import PrismError, PrismRuntimeError
+
+ROOT = Path(__file__).resolve().parent.parent
+LIBRARY_DIRS = {"stdlib": ROOT / "stdlib", "primitives": ROOT / "primitives"}
+
+
+class Module:
+    def __init__(self, path: str, display: str):
+        self.path = path
+        self.display = display
+        self.exports: dict[str, Any] = {}
+        self.loading = True
+
+
+def _candidates(base: Path) -> list[Path]:
+    s = str(base)
+    first = base if s.endswith(".prism") else Path(s + ".prism")
+    return [first, base / "index.prism"]
+
+
+def resolve_spec(rt: Any, spec: str, importer: str) -> tuple[Path, str]:
+    head = spec.split("/", 1)[0]
+    tried: list[Path] = []
+    if head in LIBRARY_DIRS and "/" in spec:
+        root = LIBRARY_DIRS[head]
+        rest = spec.split("/", 1)[1]
+        for cand in _candidates(root / rest):
+            tried.append(cand)
+            real = cand.resolve()
+            if real.is_file() and root.resolve() in real.parents:
+                return real, spec
+    elif spec.startswith("./") or spec.startswith("../"):
+        if not getattr(rt, "allow_file_imports", True):
+            raise PrismRuntimeError(f"Cannot import '{spec}': this program may only import stdlib/ and primitives/ "
+                                    "modules")
+        base_dir = Path(importer).resolve().parent if importer and not importer.startswith("<") else (
+            Path(rt.base_dir) if rt.base_dir else Path.cwd())
+        for cand in _candidates(base_dir / spec):
+            tried.append(cand)
+            if cand.is_file():
+                return cand.resolve(), spec
+    else:
+        raise PrismRuntimeError(f"Cannot resolve module '{spec}': use './path' for your own files, or "
+                                "'stdlib/…' / 'primitives/…' for the bundled libraries")
+    shown = ", ".join(_short(p) for p in tried)
+    raise PrismRuntimeError(f"Cannot resolve module '{spec}' from '{importer}'. Tried: {shown}")
+
+
+def _short(p: Path) -> str:
+    try:
+        return str(p.relative_to(ROOT))
+    except ValueError:
+        return str(p)
+
+
+def load_module(rt: Any, spec: str, importer: str) -> Module:
+    path, display = resolve_spec(rt, spec, importer)
+    key = str(path)
+    mod = rt.modules.get(key)
+    if mod is not None:
+        return mod
+    mod = Module(key, display)
+    rt.modules[key] = mod
+    from . import compile_program
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise PrismRuntimeError(f"Failed to load module {display}: {e.__class__.__name__}") from None
+    try:
+        run, _ = compile_program(source, rt, filename=key, module=mod)
+        run()
+    except PrismError as e:
+        if e.filename is None:
+            e.filename = key
+        if not e.message.startswith("Failed to load module"):
+            e.message = f"Failed to load module {display}: {e.message}"
+        mod.loading = False
+        rt.modules.pop(key, None)
+        raise
+    mod.loading = False
+    rt.freeze(mod.exports)
+    return mod
