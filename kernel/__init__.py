@@ -39,13 +39,22 @@ def resolve(program: nodes.Program, global_names: set, *, mode: str = "strict", 
 def compile_program(source: str, rt: Any, *, filename: str = "<input>", module: Any = None,
                     program: nodes.Program | None = None) -> tuple[Callable[[], Any], Any]:
     """Stages 1–3 for one file: returns (run, resolution)."""
+    import gc
     from .compiler import Compiler
-    prog = program if program is not None else parse(source, filename)
-    res = resolve(prog, _global_names(rt), mode=rt.mode, module=module is not None)
-    comp = Compiler(rt, res, filename, source)
-    if module is not None:
-        comp.module_exports = module.exports
-    body = comp.program(prog)
+    # Parsing and compiling allocate many long-lived objects and no cycles worth
+    # collecting; the cyclic GC would otherwise rescan them over and over.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        prog = program if program is not None else parse(source, filename)
+        res = resolve(prog, _global_names(rt), mode=rt.mode, module=module is not None)
+        comp = Compiler(rt, res, filename, source)
+        if module is not None:
+            comp.module_exports = module.exports
+        body = comp.program(prog)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     size = prog.scope.size
 
     def run() -> Any:

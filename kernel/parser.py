@@ -127,7 +127,10 @@ class _StatefulLexer:
                 stack = parser_state.state_stack
                 block_ok = _shiftable(states, stack, "LBRACE_BLOCK")
                 if block_ok and _shiftable(states, stack, "LBRACE_OBJ"):
-                    tok.type = _brace_kind(prev, _text_of(lexer_state), tok.end_pos)
+                    # a body right after its header (if (…) {, else {, => {) is a block;
+                    # a '{' that first ends the previous statement is decided by the text
+                    direct = states[stack[-1]].get("LBRACE_BLOCK", (None,))[0] is _SHIFT
+                    tok.type = _brace_kind(prev if direct else None, _text_of(lexer_state), tok.end_pos)
                 else:
                     tok.type = "LBRACE_BLOCK" if block_ok else "LBRACE_OBJ"
                 depth += 1
@@ -729,6 +732,28 @@ class _Builder(Transformer):
     def binary(self, c):
         return N.Binary(str(c[1]), c[0], c[2], _cspan(c))
 
+    def binchain(self, c):
+        """Arrange ``a op b op c …`` by precedence (spec §2.1); ``**`` is right-associative."""
+        operands = [c[0]]
+        operators: list[str] = []
+        prec = _PREC
+        for i in range(1, len(c), 2):
+            op = str(c[i])
+            p = prec[op]
+            while operators and (prec[operators[-1]] > p or (prec[operators[-1]] == p and op != "**")):
+                top = operators.pop()
+                r = operands.pop()
+                l = operands.pop()
+                operands.append(N.Binary(top, l, r, (l.span[0], l.span[1], r.span[2], r.span[3])))
+            operators.append(op)
+            operands.append(c[i + 1])
+        while operators:
+            top = operators.pop()
+            r = operands.pop()
+            l = operands.pop()
+            operands.append(N.Binary(top, l, r, (l.span[0], l.span[1], r.span[2], r.span[3])))
+        return operands[0]
+
     def unary(self, c):
         op = str(c[0])
         operand = c[1]
@@ -859,6 +884,12 @@ class _Builder(Transformer):
             pat_expr = pat_expr.expr
         pattern = to_pattern(pat_expr, match=True)
         return N.MatchArm(pattern, threshold, guard, body, _cspan(c))
+
+
+_PREC = {op: level for level, ops in (
+    (4, ("||", "~||", "~||>", "~@>")), (5, ("??",)), (6, ("~??",)), (7, ("&&", "~&&")),
+    (8, ("==", "!=", "===", "!==", "~==", "~!=")), (9, ("<", "<=", ">", ">=", "~<", "~<=", "~>=", "instanceof")),
+    (10, ("+", "-", "~+", "~-")), (11, ("*", "/", "%", "~*", "~/")), (12, ("**",))) for op in ops}
 
 
 def _stmt(s: Any) -> Any:
