@@ -513,8 +513,21 @@ def _number_methods(M: Members) -> dict[str, Callable[[float, list], Any]]:
 GLOBAL_NAMES = frozenset("""
 map filter reduce print console confidence threshold consensus aggregate sortBy groupBy debounce
 Promise delay sleep max min llm stream_llm Math JSON Object Array Date parseFloat parseInt
-isNaN String Number Boolean range len keys values
+isNaN String Number Boolean range len keys values spawn cancel now shared_state seeded_random
+canonical_json is_promise settle
 """.split())
+
+# Process-lifetime state for primitives that must remember across runs (circuit
+# breakers, caches).  Bounded: at most MAX_SHARED namespaces of MAX_SHARED_KEYS keys.
+_SHARED: dict[str, dict] = {}
+MAX_SHARED = 1000
+MAX_SHARED_KEYS = 10000
+
+
+def canonical_json(v: Any) -> str:
+    """Canonical JSON of a Prism value (sorted keys, confidences dropped)."""
+    from .values import to_json_value
+    return json.dumps(to_json_value(v), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def make_globals(rt: Runtime) -> dict[str, Any]:
@@ -933,6 +946,76 @@ def make_globals(rt: Runtime) -> dict[str, Any]:
         if type(v) is str:
             return float(utf16_len(v))
         raise PrismRuntimeError(f"len() requires an array, object or string, got {type_name(v)}")
+
+    # ---- host functions the primitives library is built on
+    @builtin("spawn")
+    def _spawn(args: list) -> Any:
+        """spawn(fn, ...args): start fn(...args) concurrently; returns its promise."""
+        if not args:
+            raise PrismRuntimeError("spawn() requires a function")
+        f = _fn(args[0], "spawn() requires a function")
+        from .runtime import spawn
+        rest = list(args[1:])
+        return spawn(rt, lambda: await_value(rt, call_value(rt, f, rest)), name="spawn")
+
+    @builtin("cancel")
+    def _cancel(args: list) -> bool:
+        p = _raw(args[0]) if args else None
+        if not isinstance(p, Promise):
+            return False
+        done = p.future.cancel()
+        if p.on_cancel is not None:
+            p.on_cancel()
+        return done
+
+    @builtin("is_promise")
+    def _is_promise(args: list) -> bool:
+        return bool(args) and isinstance(_raw(args[0]), Promise)
+
+    @builtin("now")
+    def _now(args: list) -> float:
+        return time.time() * 1000.0
+
+    @builtin("settle")
+    def _settle(args: list) -> Any:
+        """settle(fn, ...args): call and await fn; returns {ok, value, error} and never throws
+        (limit errors still stop the program)."""
+        if not args:
+            raise PrismRuntimeError("settle() requires a function or promise")
+        try:
+            target = args[0]
+            if isinstance(_raw(target), Function):
+                v = await_value(rt, call_value(rt, target, list(args[1:])))
+            else:
+                v = await_value(rt, target)
+            return {"ok": True, "value": v, "error": None}
+        except PrismRuntimeError as e:
+            return {"ok": False, "value": None, "error": e.message}
+
+    @builtin("shared_state")
+    def _shared_state(args: list) -> dict:
+        name = _str(args[0] if args else None, "shared_state() requires a name")
+        st = _SHARED.get(name)
+        if st is None:
+            if len(_SHARED) >= MAX_SHARED:
+                raise PrismRuntimeError("too many shared_state namespaces")
+            st = _SHARED[name] = {}
+        if len(st) > MAX_SHARED_KEYS:
+            st.clear()
+        return st
+
+    @builtin("seeded_random")
+    def _seeded_random(args: list) -> Any:
+        import random
+        seed = _raw(args[0]) if args else 0.0
+        rng = random.Random(display(seed))
+        return Builtin("random", lambda a: rng.random())
+
+    @builtin("canonical_json")
+    def _canonical(args: list) -> str:
+        text = canonical_json(args[0] if args else None)
+        budget.check_string(len(text))
+        return text
 
     g["keys"] = Builtin("keys", lambda a: list(_obj_arg(a, "keys").keys()))
     g["values"] = Builtin("values", lambda a: list(_obj_arg(a, "values").values()))
