@@ -30,10 +30,11 @@ def _global_names(rt: Any) -> set:
     return set(rt.globals)
 
 
-def resolve(program: nodes.Program, global_names: set, *, mode: str = "strict", module: bool = False):
+def resolve(program: nodes.Program, global_names: set, *, mode: str = "strict", module: bool = False,
+            writable: set | frozenset = frozenset()):
     """Stage 2: name resolution and static errors (kernel/resolver.py)."""
     from .resolver import resolve as _resolve
-    return _resolve(program, global_names, mode=mode, module=module)
+    return _resolve(program, global_names, mode=mode, module=module, writable=writable)
 
 
 def compile_program(source: str, rt: Any, *, filename: str = "<input>", module: Any = None,
@@ -47,7 +48,8 @@ def compile_program(source: str, rt: Any, *, filename: str = "<input>", module: 
     gc.disable()
     try:
         prog = program if program is not None else parse(source, filename)
-        res = resolve(prog, _global_names(rt), mode=rt.mode, module=module is not None)
+        res = resolve(prog, _global_names(rt), mode=rt.mode, module=module is not None,
+                      writable=rt.writable if module is None else frozenset())
         comp = Compiler(rt, res, filename, source)
         if module is not None:
             comp.module_exports = module.exports
@@ -87,7 +89,11 @@ def new_runtime(*, limits: Limits | None = None, mode: str = "strict", filename:
         for k, v in inputs.items():
             if not isinstance(k, str) or not k.isidentifier():
                 raise PrismRuntimeError(f"invalid input name {k!r}")
-            g[k] = rt.freeze(from_host(v))
+            if mode == "legacy":            # Parallax patterns reassign and mutate their inputs
+                g[k] = from_host(v)
+                rt.writable.add(k)
+            else:
+                g[k] = rt.freeze(from_host(v))
     rt.globals = g
     return rt
 

@@ -514,7 +514,7 @@ GLOBAL_NAMES = frozenset("""
 map filter reduce print console confidence threshold consensus aggregate sortBy groupBy debounce
 Promise delay sleep max min llm stream_llm Math JSON Object Array Date parseFloat parseInt
 isNaN String Number Boolean range len keys values spawn cancel now shared_state seeded_random
-canonical_json is_promise settle
+canonical_json is_promise settle trace
 """.split())
 
 # Process-lifetime state for primitives that must remember across runs (circuit
@@ -1016,6 +1016,19 @@ def make_globals(rt: Runtime) -> dict[str, Any]:
         text = canonical_json(args[0] if args else None)
         budget.check_string(len(text))
         return text
+
+    @builtin("trace")
+    def _trace(args: list) -> None:
+        """trace(kind, data?): add an event to the run's trace (no-op without a trace sink)."""
+        if rt.trace is None:
+            return None
+        kind = display(_raw(args[0])) if args else "event"
+        from .values import to_json_value
+        ev = {"event": kind}
+        if len(args) > 1:
+            ev["data"] = to_json_value(args[1])
+        rt.emit(ev)
+        return None
 
     g["keys"] = Builtin("keys", lambda a: list(_obj_arg(a, "keys").keys()))
     g["values"] = Builtin("values", lambda a: list(_obj_arg(a, "values").values()))

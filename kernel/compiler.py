@@ -66,6 +66,10 @@ class Compiler:
     def getter(self, ref: Ref, span: tuple) -> Callable:
         b = ref.binding
         if b.kind == "global":
+            if b.name in self.rt.writable:
+                g = self.rt.globals
+                gname = b.name
+                return lambda fr: g[gname]
             value = self.rt.globals[b.name]
             return lambda fr: value
         hops = ref.hops()
@@ -101,6 +105,13 @@ class Compiler:
 
     def setter(self, ref: Ref, span: tuple, *, init: bool = False) -> Callable[[Any, Any], None]:
         b = ref.binding
+        if b.kind == "global":
+            g = self.rt.globals
+            gname = b.name
+
+            def set_global(fr: Any, v: Any) -> None:
+                g[gname] = v
+            return set_global
         hops = ref.hops()
         slot = b.slot
         if ref.check and not init and b.kind in ("let", "const"):

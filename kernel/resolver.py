@@ -126,8 +126,10 @@ def _pos(span: tuple) -> tuple:
 
 
 class Resolver:
-    def __init__(self, global_names: frozenset | set, *, mode: str = "strict", module: bool = False):
+    def __init__(self, global_names: frozenset | set, *, mode: str = "strict", module: bool = False,
+                 writable: frozenset | set = frozenset()):
         self.res = Resolution()
+        self.writable = writable
         self.global_names = global_names
         self.mode = mode
         self.module = module
@@ -350,6 +352,8 @@ class Resolver:
                            f"declare it first with 'let {name} = …'")
             return None
         b = ref.binding
+        if b.kind == "global" and name in self.writable:
+            return ref
         if b.kind == "global":
             self.res.error(node, f"Cannot assign to built-in or input '{name}'",
                            hint=f"declare your own with 'let {name} = …'")
@@ -765,6 +769,7 @@ def _pattern_names(pat: Any) -> list:
 
 
 def resolve(prog: N.Program, global_names: frozenset | set, *, mode: str = "strict",
-            module: bool = False) -> Resolution:
-    """Resolve names of a parsed program against the given global names."""
-    return Resolver(global_names, mode=mode, module=module).resolve_program(prog)
+            module: bool = False, writable: frozenset | set = frozenset()) -> Resolution:
+    """Resolve names of a parsed program against the given global names (``writable``:
+    globals that legacy programs may assign, i.e. the injected inputs)."""
+    return Resolver(global_names, mode=mode, module=module, writable=writable).resolve_program(prog)

@@ -343,6 +343,7 @@ class Runtime:
         self.frozen: set[int] = set()     # ids of prelude objects that Prism may not mutate
         self.keep: list = []              # keeps frozen objects alive
         self.context_stack: list[str] = []
+        self.writable: set[str] = set()   # globals a legacy program may assign (its inputs)
 
     def freeze(self, v: Any) -> Any:
         """Mark a container (recursively) as part of the read-only prelude."""
