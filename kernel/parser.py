@@ -22,8 +22,11 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from . import nodes as N
 from .errors import PrismSyntaxError
 
+# ``agents`` and ``context`` are keywords only where a statement starts with
+# ``agents {`` or ``in context``; elsewhere they are ordinary names (design §7:
+# programs use ``agents.security.analyze(…)``).
 RESERVED = frozenset("""
-if else uncertain high medium low default in context agents fn function return let const
+if else uncertain high medium low default in fn function return let const
 match true false null undefined for while do break continue typeof instanceof import export
 from as async await try catch finally
 """.split())
@@ -64,7 +67,7 @@ class _AlwaysAccept:
         return stream
 
 
-_BLOCK_AFTER = frozenset({"RPAR", "ELSE", "TRY", "FINALLY", "LAMBDA_ARROW", "ARM_ARROW", "DO"})
+_BLOCK_AFTER = frozenset({"RPAR", "ELSE", "TRY", "FINALLY", "LAMBDA_ARROW", "ARM_ARROW", "DO", "AGENTS"})
 _SKIP = re.compile(r'(?:\s+|//[^\n]*|/\*[\s\S]*?(?:\*/|\Z))*')
 _KEY = re.compile(r'[A-Za-z_][A-Za-z0-9_]*|"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'')
 
@@ -797,6 +800,9 @@ class _Builder(Transformer):
 
     def name(self, c):
         return N.Name(_check_name(c[0]), _tok_span(c[0]))
+
+    def keyword_name(self, c):
+        return N.Name(str(c[0]), _tok_span(c[0]))
 
     def paren(self, c):
         return c[1]
