@@ -176,12 +176,12 @@ class Host:
 
 def run_with_host(source: str, *, host: Host, filename: str = "<input>", inputs: dict | None = None,
                   limits: Any = None, mode: str = "strict", output: Callable | None = None,
-                  extra_prelude: dict | None = None, base_dir: str | None = None) -> Any:
+                  extra_prelude: dict | None = None, base_dir: str | None = None, budget: Any = None) -> Any:
     """``kernel.evaluate`` with the host's capabilities in the prelude; cancels
     in-flight agent calls when the run ends."""
     import kernel
     from kernel.sandbox import Budget, DEFAULT_LIMITS
-    budget = Budget(limits or DEFAULT_LIMITS)
+    budget = budget if budget is not None else Budget(limits or DEFAULT_LIMITS)
     prelude = host.prelude(budget.time_left)
     if extra_prelude:
         prelude.update(extra_prelude)
