@@ -166,59 +166,47 @@ def check(source: str, filename: str = "<input>", *, mode: str = "strict",
 
 
 class Session:
-    """A REPL session: top-level bindings persist between ``run`` calls."""
+    """A REPL session: top-level bindings persist between ``run`` calls.
+
+    Each entry is compiled against the names of the earlier entries, whose storage
+    (their frames) stays shared, so closures from one entry and code of the next see
+    the same variables.  ``const`` bindings stay read-only.  Every entry runs under
+    a fresh allowance of the limits.
+    """
 
     def __init__(self, *, limits: Limits | None = None, mode: str = "strict", output: Callable | None = None,
                  inputs: dict | None = None, host: Any = None, prelude: dict | None = None):
-        self.limits = limits
-        self.mode = mode
-        self.output = output
-        self.inputs = inputs
-        self.host = host
-        self.prelude = prelude
-        self.history: list[str] = []
+        self.rt = None
+        self._args = dict(limits=limits, mode=mode, output=output, inputs=inputs, host=host, prelude=prelude)
+        self.consts: set[str] = set()
+        self.entries = 0
 
     def run(self, code: str) -> Result:
-        """Evaluate ``code`` after the earlier successful entries (whose output is muted)."""
-        prior = "\n;\n".join(self.history)
-        muted: list[tuple[str, str]] = []
-        lines_before = prior.count("\n") + 2 if prior else 0
-
-        def output(stream: str, text: str) -> None:
-            if state["live"]:
-                (self.output or _print_out)(stream, text)
-
-        state = {"live": not prior}
-        program = (prior + "\n;\n" + code) if prior else code
-        if prior:
-            # run the history silently, then the new entry with output on
-            def go() -> Result:
-                rt = new_runtime(limits=self.limits, mode=self.mode, filename="<repl>", source=code,
-                                 inputs=self.inputs, output=output, host=self.host, prelude=self.prelude)
-                prog = parse(program, "<repl>")
-                split = len(prog.body) - len(parse(code, "<repl>").body)
-                from .compiler import Compiler
-                res = resolve(prog, set(rt.globals), mode=rt.mode)
-                comp = Compiler(rt, res, "<repl>", program)
-                from .values import UNINIT
-                frame = [None] + [UNINIT] * (prog.scope.size - 1)
-                head = comp.stmts(prog.body[:split], None, hoist=True)
-                tail = comp.stmts(prog.body[split:], None)
-                head(frame)
-                state["live"] = True
-                return _finish(rt, tail(frame))
-            try:
-                result = run_guarded(go, "<repl>", program)
-            except PrismError as e:
-                if e.line is not None and e.line > lines_before:
-                    e.span = (e.span[0] - lines_before, e.span[1], e.span[2] - lines_before, e.span[3])
-                    e.source = code
-                raise
-        else:
-            result = evaluate(code, filename="<repl>", limits=self.limits, mode=self.mode, output=output,
-                              inputs=self.inputs, host=self.host, prelude=self.prelude)
-        del muted
-        self.history.append(code)
+        def go() -> Result:
+            from .compiler import Compiler
+            from .values import UNINIT
+            if self.rt is None:
+                self.rt = new_runtime(filename="<repl>", **self._args)
+            rt = self.rt
+            rt.budget.reset()
+            rt.source = code
+            prog = parse(code, "<repl>")
+            writable = set(rt.frame_globals) - self.consts
+            res = resolve(prog, set(rt.globals), mode=rt.mode, writable=writable | rt.writable)
+            body = Compiler(rt, res, "<repl>", code).program(prog)
+            frame = [None] + [UNINIT] * (prog.scope.size - 1)
+            value = body(frame)
+            for name, b in prog.scope.names.items():
+                if b.kind in ("let", "const", "func", "var", "import") and b.slot > 0:
+                    rt.frame_globals[name] = (frame, b.slot)
+                    rt.globals.setdefault(name, None)
+                    if b.kind == "const":
+                        self.consts.add(name)
+                    else:
+                        self.consts.discard(name)
+            return _finish(rt, value)
+        result = run_guarded(go, "<repl>", code)
+        self.entries += 1
         return result
 
 

@@ -66,6 +66,10 @@ class Compiler:
     def getter(self, ref: Ref, span: tuple) -> Callable:
         b = ref.binding
         if b.kind == "global":
+            cell = self.rt.frame_globals.get(b.name)
+            if cell is not None:                  # a REPL session's earlier top-level binding
+                gframe, gslot = cell
+                return lambda fr: gframe[gslot]
             if b.name in self.rt.writable:
                 g = self.rt.globals
                 gname = b.name
@@ -106,6 +110,13 @@ class Compiler:
     def setter(self, ref: Ref, span: tuple, *, init: bool = False) -> Callable[[Any, Any], None]:
         b = ref.binding
         if b.kind == "global":
+            cell = self.rt.frame_globals.get(b.name)
+            if cell is not None:
+                gframe, gslot = cell
+
+                def set_session(fr: Any, v: Any) -> None:
+                    gframe[gslot] = v
+                return set_session
             g = self.rt.globals
             gname = b.name
 

@@ -69,21 +69,28 @@ def eval_pattern_builtin(rt: Any) -> Builtin:
         parent_budget = rt.budget
         limits = parent_budget.limits.lowered(**lowered)
         filename = display(_raw(options.get("filename", "<pattern>")))
+        mode = _raw(options.get("mode", "strict"))
+        mode = mode if mode in ("strict", "legacy") else "strict"
         if isolation == "process":
             from .isolate import run_isolated
-            return run_isolated(rt, source, bindings, limits, filename)
+            memory = _raw(options.get("memory"))
+            if memory is not None and (type(memory) is not float or not memory > 0):
+                raise PrismRuntimeError("eval_pattern() option 'memory' must be a positive number (MiB)")
+            return run_isolated(rt, source, bindings, limits, filename, mode=mode,
+                                memory_mb=int(min(memory, 1 << 30)) if memory is not None else None)
         child_budget = Budget(limits, parent=parent_budget)
         from . import compile_program, new_runtime, _finish
         try:
-            child = new_runtime(limits=limits, mode=_raw(options.get("mode", "strict")) if
-                                _raw(options.get("mode", "strict")) in ("strict", "legacy") else "strict",
+            child = new_runtime(limits=limits, mode=mode,
                                 filename=filename, source=source, output=rt.output, trace=rt.trace,
                                 host=rt.host, budget=child_budget, prelude=getattr(rt, "prelude", None))
             child.eval_depth = depth + 1
             child.allow_file_imports = False
             child.prelude = getattr(rt, "prelude", None)
             for name, value in bindings.items():
-                child.globals[name] = value
+                # read-only in the child (as with process isolation): the child cannot
+                # mutate the caller's objects through a binding
+                child.globals[name] = child.freeze(value)
             run, _ = compile_program(source, child, filename=filename)
             result = run()
             rt.emit({"event": "eval_pattern_end", "steps": child_budget.consumed})

@@ -344,6 +344,7 @@ class Runtime:
         self.keep: list = []              # keeps frozen objects alive
         self.context_stack: list[str] = []
         self.writable: set[str] = set()   # globals a legacy program may assign (its inputs)
+        self.frame_globals: dict[str, tuple[list, int]] = {}   # REPL: name -> (frame, slot)
 
     def freeze(self, v: Any) -> Any:
         """Mark a container (recursively) as part of the read-only prelude."""

@@ -99,6 +99,14 @@ class Budget:
         self.owner: Any = None
         self.consumed = 0
 
+    def reset(self) -> None:
+        """Start a fresh allowance (a REPL runs each entry under the full limits)."""
+        limits = self.limits
+        self.deadline = time.monotonic() + limits.timeout if limits.timeout is not None else None
+        self.remaining = limits.max_steps
+        self.n = 0
+        self.cancelled = False
+
     def refill(self) -> None:
         """Called when the current chunk is used up: charge, check, hand out more."""
         chunk = CHUNK
