@@ -102,7 +102,7 @@ def _report(exc: BaseException) -> NoReturn:
 def _read_source(path: str) -> str:
     """Read a program (``-`` is stdin); unreadable files are a usage error."""
     if path == "-":
-        return click.get_text_stream("stdin").read()
+        return sys.stdin.read()
     try:
         with open(path, encoding="utf-8") as fh:
             return fh.read()
@@ -149,6 +149,11 @@ def _output(stream: str, text: str) -> None:
     click.echo(text, err=(stream == "stderr"))
 
 
+def _output_to_stderr(stream: str, text: str) -> None:
+    """With ``--json`` stdout carries only the result object, so prints go to stderr."""
+    click.echo(text, err=True)
+
+
 def _plain(v: Any) -> Any:
     """JSON-ready copy: integral floats become ints, NaN/±Infinity become null."""
     if isinstance(v, float):
@@ -184,11 +189,12 @@ def percent(c: float) -> str:
     return f"{d}%"
 
 
-def _evaluate(source: str, filename: str, *, inputs: Any, limits: Any, mode: str) -> Any:
+def _evaluate(source: str, filename: str, *, inputs: Any, limits: Any, mode: str,
+              as_json: bool = False) -> Any:
     k = _kernel()
     try:
         return k.evaluate(source, filename=filename, inputs=inputs, limits=limits, mode=mode,
-                          output=_output)
+                          output=_output_to_stderr if as_json else _output)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except BaseException as e:  # noqa: BLE001 - every failure maps to an exit code
@@ -214,7 +220,8 @@ _input_option = click.option(
     help="Input data as JSON text, or @FILE to read JSON from a file; bound to the global `input`.")
 _json_option = click.option(
     "--json", "as_json", is_flag=True,
-    help='Print exactly one JSON object {"value": ..., "confidence": ...} on stdout.')
+    help='Print exactly one JSON object {"value": ..., "confidence": ...} on stdout '
+         "(the program's own output then goes to stderr).")
 _legacy_option = click.option(
     "--legacy", is_flag=True,
     help="Parallax-era dialect: assignment creates undeclared names, push mutates.")
@@ -249,14 +256,14 @@ def cli(debug: bool) -> None:
 @_limit_options
 def run(file: str, input_spec: str | None, legacy: bool, as_json: bool,
         max_steps: int | None, timeout: float | None, max_depth: int | None) -> None:
-    """Run the Prism program FILE (``-`` reads stdin) and print its result."""
+    """Run the Prism program FILE ("-" reads stdin) and print its result."""
     data = _parse_input(input_spec)
     source = _read_source(file)
     limits = _limits(max_steps, timeout, max_depth)
     inputs = {"input": data} if input_spec is not None else None
     name = "<stdin>" if file == "-" else file
     result = _evaluate(source, name, inputs=inputs, limits=limits,
-                       mode="legacy" if legacy else "strict")
+                       mode="legacy" if legacy else "strict", as_json=as_json)
     _print_result(result, as_json)
 
 
@@ -273,7 +280,7 @@ def eval_(code: str, input_spec: str | None, legacy: bool, as_json: bool,
     limits = _limits(max_steps, timeout, max_depth)
     inputs = {"input": data} if input_spec is not None else None
     result = _evaluate(code, "<eval>", inputs=inputs, limits=limits,
-                       mode="legacy" if legacy else "strict")
+                       mode="legacy" if legacy else "strict", as_json=as_json)
     _print_result(result, as_json)
 
 
@@ -328,7 +335,7 @@ def dump() -> None:
 @dump.command(name="tokens")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 def dump_tokens(file: str) -> None:
-    """Tokens of FILE, one per line: ``line:col TYPE 'text'``."""
+    """Tokens of FILE, one per line: line:col TYPE 'text'."""
     k = _kernel()
     source = _read_source(file)
     try:

@@ -667,6 +667,8 @@ class Compiler:
                         pass
                 else:
                     v = body(fr)
+                if size:
+                    fr = fr[:]            # closures made in this iteration keep their own copy
                 if update is not None:
                     update(fr)
         return for_
@@ -1207,7 +1209,7 @@ class Compiler:
         if not simple:
             for i, p in enumerate(e.params):
                 bind = self.destructure(p, init=True)
-                binders.append(_arg_binder(i + 1, bind))
+                binders.append(_arg_binder(bind))
         rest = None
         if e.rest is not None:
             rbind = self.destructure(e.rest, init=True)
@@ -1238,7 +1240,7 @@ class Compiler:
             expected = list(range(1, len(e.params) + 1))
             if [p.ref.binding.slot for p in e.params] != expected:
                 simple = False
-                binders = [_arg_binder(i + 1, self.destructure(p, init=True)) for i, p in enumerate(e.params)]
+                binders = [_arg_binder(self.destructure(p, init=True)) for p in e.params]
         code = FunctionCode(self.rt, e.name if e.name != "lambda" else "lambda", len(e.params), simple,
                             scope.size, body, binders, rest, e.is_async, e.span, e.name == "lambda",
                             self.filename)
@@ -1307,7 +1309,12 @@ class Compiler:
             f = callee(fr)
             args = args_of(fr)
             if type(f) is Closure:
-                return invoke(f, args)
+                try:
+                    return invoke(f, args)
+                except PrismError as err:
+                    if len(err.stack) < 64:
+                        err.stack.append((f.name, filename, span))
+                    raise
             try:
                 return call_value(rt, f, args, span)
             except PrismError as err:
@@ -1710,9 +1717,8 @@ def _sequence(compiled: list) -> Callable:
     return seq
 
 
-def _arg_binder(slot: int, bind: Callable) -> Callable:
-    def binder(fr: Any) -> None:
-        v = fr[slot] if slot < len(fr) else None
+def _arg_binder(bind: Callable) -> Callable:
+    def binder(fr: Any, v: Any) -> None:
         bind(fr, v, None)
     return binder
 

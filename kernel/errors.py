@@ -111,10 +111,17 @@ def format_error(err: PrismError, source: str | None = None) -> str:
     if err.hint:
         out.append(f"  = hint: {err.hint}")
     if err.stack:
+        # stack entries are (callee, file, call site), innermost first; each call site
+        # lies in the previous callee; the error itself lies in the innermost callee
+        frames = list(reversed(err.stack))
         out.append("traceback (most recent call last):")
-        for name, frame_file, frame_span in err.stack:
-            where = f"{frame_file or fname}:{frame_span[0]}:{frame_span[1]}" if frame_span else (frame_file or fname)
-            out.append(f"  {where} in {name}")
+        where_in = "<program>"
+        for name, frame_file, frame_span in frames:
+            loc = f"{frame_file or fname}:{frame_span[0]}:{frame_span[1]}" if frame_span else (frame_file or fname)
+            out.append(f"  {loc} in {where_in}")
+            where_in = name
+        if span:
+            out.append(f"  {fname}:{span[0]}:{span[1]} in {where_in}")
     return "\n".join(out)
 
 

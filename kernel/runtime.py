@@ -109,11 +109,9 @@ def _invoke_sync(fn: Closure, args: list) -> Any:
         if n != code.nparams and (code.rest is None or n < code.nparams):
             raise code.arity_error(n).locate(code.span, code.filename, None)
         fr = [fn.env]
-        fr.extend(args[:code.nparams])
-        if len(fr) < code.size:
-            fr.extend([UNINIT] * (code.size - len(fr)))
-        for b in code.binders:
-            b(fr)
+        fr.extend([UNINIT] * (code.size - 1))
+        for i, b in enumerate(code.binders):
+            b(fr, args[i] if i < n else None)
         if code.rest is not None:
             code.rest(fr, list(args[code.nparams:]))
     b = rt.budget
@@ -130,10 +128,6 @@ def _invoke_sync(fn: Closure, args: list) -> Any:
         return code.body(fr)
     except ReturnSignal as r:
         return r.value
-    except PrismError as e:
-        if len(e.stack) < 50:
-            e.stack.append((code.name, code.filename, None))
-        raise
     finally:
         dc.depth = d - 1
 

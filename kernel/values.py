@@ -155,7 +155,7 @@ def num_to_str(x: float) -> str:
         return "-Infinity"
     if x == 0:
         return "0"
-    if x.is_integer() and abs(x) < 1e21:
+    if x.is_integer() and abs(x) < 2 ** 53:
         return str(int(x))
     sign = "-" if x < 0 else ""
     r = repr(abs(x))
