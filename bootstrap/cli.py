@@ -248,22 +248,60 @@ def cli(debug: bool) -> None:
     """Prism: the confidence-aware orchestration language of Parallax."""
 
 
+_agents_option = click.option(
+    "--agents", "agents_file", type=click.Path(dir_okay=False), metavar="FILE",
+    help="Agent registry (TOML); default ./agents.toml when present.")
+_trace_option = click.option(
+    "--trace", "trace_file", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+    help="Write JSON-lines trace events (agent calls, durations, confidences) to FILE.")
+
+
+def _registry(agents_file: str | None) -> Any:
+    from bootstrap.agents import RegistryError
+    from bootstrap.runner import load_agents
+    try:
+        return load_agents(agents_file)
+    except RegistryError as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(f"cannot read the agents file: {e}")
+
+
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @_input_option
 @_legacy_option
 @_json_option
+@_agents_option
+@_trace_option
 @_limit_options
-def run(file: str, input_spec: str | None, legacy: bool, as_json: bool,
-        max_steps: int | None, timeout: float | None, max_depth: int | None) -> None:
-    """Run the Prism program FILE ("-" reads stdin) and print its result."""
+def run(file: str, input_spec: str | None, legacy: bool, as_json: bool, agents_file: str | None,
+        trace_file: str | None, max_steps: int | None, timeout: float | None, max_depth: int | None) -> None:
+    """Run the Prism program FILE ("-" reads stdin) and print its result.
+
+    Agents from --agents (or ./agents.toml) are available as `agents` and
+    `select_agents`; a Parallax header (/** @agents … @minAgents N */) selects
+    agents, and with --legacy they are all called first and their results injected
+    (agentResults, successfulResults, agentList, agentCount)."""
+    from bootstrap.host import TraceWriter
+    from bootstrap.runner import run_pattern
     data = _parse_input(input_spec)
     source = _read_source(file)
     limits = _limits(max_steps, timeout, max_depth)
-    inputs = {"input": data} if input_spec is not None else None
+    registry = _registry(agents_file)
     name = "<stdin>" if file == "-" else file
-    result = _evaluate(source, name, inputs=inputs, limits=limits,
-                       mode="legacy" if legacy else "strict", as_json=as_json)
+    trace = TraceWriter(trace_file) if trace_file else None
+    k = _kernel()
+    try:
+        result = run_pattern(source, filename=name, input_value=data, registry=registry, legacy=legacy,
+                             limits=limits, trace=trace, output=_output_to_stderr if as_json else _output)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except k.PrismError as e:
+        _report(e)
+    finally:
+        if trace is not None:
+            trace.close()
     _print_result(result, as_json)
 
 
@@ -542,6 +580,19 @@ def _repl_internal(e: BaseException) -> None:
 # Such commands should reuse the helpers above: _parse_input (--input JSON|@FILE),
 # _limit_options, _print_result (--json shape), _report (error → exit code) so the
 # exit codes in EPILOG stay true for every command.
+
+
+from bootstrap.cli_orchestrate import compose, orchestrate, patterns  # noqa: E402
+
+cli.add_command(compose)
+cli.add_command(orchestrate)
+cli.add_command(patterns)
+try:
+    from bootstrap.serve_cli import serve  # noqa: E402
+except ImportError:  # the HTTP service needs starlette/uvicorn
+    serve = None
+if serve is not None:
+    cli.add_command(serve)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,127 @@
+"""Fan-out benchmark: N agents of L ms latency in `parallel`, in-process and over loopback HTTP.
+
+Prints wall time / L (target <= 1.5 for 100 agents of 100 ms) and the per-call
+overhead of an in-process (python transport) agent call made from Prism.
+Run from the project root:  python bench/fanout_bench.py [--agents 100] [--latency-ms 100]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bootstrap.agents import load_registry  # noqa: E402
+from bootstrap.host import Host, run_with_host  # noqa: E402
+
+FANOUT = """
+import { parallel } from "primitives/index"
+let ids = Object.keys(agents)
+let results = parallel(ids.map(id => () => agents[id].analyze("probe", {n: 1})))
+results.length
+"""
+
+SERIAL = """
+let total = 0
+for (let i = 0; i < N; i++) {
+  let r = await agents.echo.analyze("echo", i)
+  total = total + r.value
+}
+total
+"""
+
+
+def echo(task, data, context=None):
+    return {"value": data, "confidence": 0.9}
+
+
+def _registry(tmp: Path, text: str):
+    path = tmp / "agents.toml"
+    path.write_text(text, encoding="utf-8")
+    return load_registry(path)
+
+
+def run(source: str, registry, inputs=None) -> tuple[float, object]:
+    host = Host(registry)
+    try:
+        host.runtime  # start the agent loop outside the timed region
+        t0 = time.perf_counter()
+        r = run_with_host(source, host=host, filename="<bench>", inputs=inputs)
+        return time.perf_counter() - t0, r.value
+    finally:
+        host.close()
+
+
+class _Slow(BaseHTTPRequestHandler):
+    latency = 0.1
+
+    def do_POST(self):  # noqa: N802
+        n = int(self.headers.get("content-length", 0))
+        self.rfile.read(n)
+        time.sleep(self.latency)
+        body = json.dumps({"value": "ok", "confidence": 0.8}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):  # quiet
+        pass
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--agents", type=int, default=100)
+    ap.add_argument("--latency-ms", type=float, default=100.0)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--calls", type=int, default=300, help="sequential calls for the overhead figure")
+    args = ap.parse_args()
+    n, lat = args.agents, args.latency_ms
+    tmp = Path(tempfile.mkdtemp(prefix="prism-bench-"))
+
+    sim = "".join(f'[agents.a{i}]\ncapabilities = ["probe"]\ntransport = "simulated"\nseed = {i}\n'
+                  f"latency_ms = {lat}\n\n" for i in range(n))
+    reg = _registry(tmp, sim)
+    times = [run(FANOUT, reg)[0] for _ in range(args.runs)]
+    wall = statistics.median(times)
+    print(f"simulated: {n} agents x {lat:g} ms in parallel: {wall * 1000:.1f} ms "
+          f"(wall / latency = {wall * 1000 / lat:.2f}; median of {args.runs})")
+
+    _Slow.latency = lat / 1000
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    http = "".join(f'[agents.h{i}]\ncapabilities = ["probe"]\ntransport = "http"\n'
+                   f'url = "http://127.0.0.1:{port}/analyze"\ntimeout = 30\n\n' for i in range(n))
+    reg_http = _registry(tmp, http)
+    times = [run(FANOUT, reg_http)[0] for _ in range(args.runs)]
+    wall = statistics.median(times)
+    print(f"loopback HTTP: {n} agents x {lat:g} ms in parallel: {wall * 1000:.1f} ms "
+          f"(wall / latency = {wall * 1000 / lat:.2f}; median of {args.runs})")
+    server.shutdown()
+
+    (tmp / "echo_agent.py").write_text("def echo(task, data, context=None):\n"
+                                       "    return {'value': data, 'confidence': 0.9}\n", encoding="utf-8")
+    reg_py = _registry(tmp, '[agents.echo]\ncapabilities = ["echo"]\ntransport = "python"\n'
+                            'target = "echo_agent:echo"\n')
+    calls = args.calls
+    elapsed, value = run(SERIAL, reg_py, inputs={"N": calls})
+    baseline, _ = run(SERIAL.replace("await agents.echo.analyze(\"echo\", i)", "{value: i}"), reg_py,
+                      inputs={"N": calls})
+    per_call = (elapsed - baseline) / calls * 1e6
+    print(f"in-process agent call from Prism: {per_call:.0f} us per call "
+          f"({calls} sequential awaited calls; loop overhead subtracted)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
