@@ -36,7 +36,7 @@ from as async await try catch finally
 _ESC = r'\\[\s\S]'
 
 
-def _string_regex(depth: int = 4) -> str:
+def _string_regex(depth: int = 2) -> str:
     """A regex for whole string tokens, interpolations included (nested to ``depth``)."""
     def interp(d: int) -> str:
         if d == 0:
