@@ -38,7 +38,7 @@ def resolve(program: nodes.Program, global_names: set, *, mode: str = "strict", 
 
 
 def compile_program(source: str, rt: Any, *, filename: str = "<input>", module: Any = None,
-                    program: nodes.Program | None = None) -> tuple[Callable[[], Any], Any]:
+                    program: nodes.Program | None = None, resolution: Any = None) -> tuple[Callable[[], Any], Any]:
     """Stages 1–3 for one file: returns (run, resolution)."""
     import gc
     from .compiler import Compiler
@@ -48,8 +48,9 @@ def compile_program(source: str, rt: Any, *, filename: str = "<input>", module: 
     gc.disable()
     try:
         prog = program if program is not None else parse(source, filename)
-        res = resolve(prog, _global_names(rt), mode=rt.mode, module=module is not None,
-                      writable=rt.writable if module is None else frozenset())
+        res = resolution if resolution is not None else resolve(
+            prog, _global_names(rt), mode=rt.mode, module=module is not None,
+            writable=rt.writable if module is None else frozenset())
         comp = Compiler(rt, res, filename, source)
         if module is not None:
             comp.module_exports = module.exports

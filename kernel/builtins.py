@@ -807,7 +807,7 @@ def make_globals(rt: Runtime) -> dict[str, Any]:
         ms = _num(args[0], "delay() requires a number of milliseconds")
         if ms != ms:
             ms = 0.0
-        return SleepPromise(max(0.0, math.floor(ms)) / 1000.0)
+        return SleepPromise(max(0.0, math.floor(ms) if math.isfinite(ms) else ms) / 1000.0)
 
     g["delay"] = Builtin("delay", _sleep)
     g["sleep"] = Builtin("sleep", _sleep)
@@ -866,9 +866,15 @@ def make_globals(rt: Runtime) -> dict[str, Any]:
     g["Math"] = _math(rt)
     g["JSON"] = _json(rt)
     g["Object"] = _object(rt)
+    def _array_from(a: list) -> list:
+        src = _raw(a[0]) if a else None
+        if type(src) not in (list, str):
+            return []
+        budget.check_items(len(src))
+        return list(src)
+
     g["Array"] = {"isArray": Builtin("isArray", lambda a: type(_raw(a[0]) if a else None) is list),
-                  "from": Builtin("from", lambda a: list(_raw(a[0])) if a and type(_raw(a[0])) in (list, str)
-                                  else [])}
+                  "from": Builtin("from", _array_from)}
     g["Date"] = {"now": Builtin("now", lambda a: float(int(time.time() * 1000)))}
 
     @builtin("parseFloat")
@@ -887,7 +893,7 @@ def make_globals(rt: Runtime) -> dict[str, Any]:
         if type(v) is float:
             return float(math.trunc(v)) if v == v and v not in (math.inf, -math.inf) else math.nan
         m = re.match(r"\s*([+-]?\d+)", display(v) if v is not None else "")
-        return float(int(m.group(1))) if m else math.nan
+        return float(m.group(1)) if m else math.nan       # float(): no int digit limit, inf past 1e308
 
     @builtin("isNaN")
     def _is_nan(args: list) -> bool:
@@ -896,7 +902,9 @@ def make_globals(rt: Runtime) -> dict[str, Any]:
 
     @builtin("String")
     def _string(args: list) -> str:
-        return display(_raw(args[0])) if args else ""
+        text = display(_raw(args[0])) if args else ""
+        budget.check_string(len(text))
+        return text
 
     @builtin("Number")
     def _number(args: list) -> float:
@@ -934,7 +942,8 @@ def make_globals(rt: Runtime) -> dict[str, Any]:
             raise PrismRuntimeError("range() requires 1 to 3 arguments")
         if step == 0:
             raise PrismRuntimeError("range() step must not be zero")
-        count = max(0, math.ceil((stop - start) / step)) if math.isfinite(stop - start) else budget.max_items + 1
+        span = (stop - start) / step if math.isfinite(stop - start) else math.inf
+        count = max(0, math.ceil(span)) if math.isfinite(span) else (0 if span < 0 else budget.max_items + 1)
         budget.check_items(count)
         return [start + i * step for i in range(count)]
 
@@ -1100,8 +1109,9 @@ def _math(rt: Runtime) -> dict:
         "max": variadic("max", max), "min": variadic("min", min), "pow": Builtin("pow", pow_),
         "random": Builtin("random", lambda a: rng.random()),
         "hypot": Builtin("hypot", lambda a: math.hypot(*[_num(x, "Math.hypot() requires numbers") for x in a])),
-        "atan2": Builtin("atan2", lambda a: math.atan2(_num(a[0], "Math.atan2() requires numbers"),
-                                                       _num(a[1], "Math.atan2() requires numbers"))),
+        "atan2": Builtin("atan2", lambda a: math.atan2(_num(a[0] if a else None, "Math.atan2() requires numbers"),
+                                                       _num(a[1] if len(a) > 1 else None,
+                                                            "Math.atan2() requires numbers"))),
     }
 
 
@@ -1131,7 +1141,8 @@ def _json(rt: Runtime) -> dict:
         indent = None
         if len(args) >= 3 and _raw(args[2]) is not None:
             ind = _raw(args[2])
-            indent = min(10, int(ind)) if type(ind) is float else (ind[:10] if type(ind) is str else None)
+            indent = (int(min(10.0, ind)) if ind == ind else None) if type(ind) is float else (
+                ind[:10] if type(ind) is str else None)
         if isinstance(_raw(args[0]), Function):
             return None
         text = json.dumps(to_jsonable(args[0]), ensure_ascii=False, indent=indent,

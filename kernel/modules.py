@@ -10,6 +10,7 @@ is tried next.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,34 @@ from .errors import PrismError, PrismRuntimeError
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY_DIRS = {"stdlib": ROOT / "stdlib", "primitives": ROOT / "primitives"}
+
+
+# Parsed and resolved modules, shared by every evaluation in the process (keyed by
+# path, size and mtime).  Modules are resolved against the built-in names only, so
+# the result does not depend on the importing program's host capabilities; only
+# the (cheap) compile step runs per evaluation.
+_ANALYSED: dict[tuple, tuple] = {}
+_ANALYSED_LOCK = threading.Lock()
+_MAX_ANALYSED = 256
+
+
+def analysed(path: Path, source: str) -> tuple:
+    """(program, resolution) for a module file, from the process-wide cache."""
+    from . import parse, resolve
+    from .builtins import GLOBAL_NAMES
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    with _ANALYSED_LOCK:
+        hit = _ANALYSED.get(key)
+    if hit is not None:
+        return hit
+    prog = parse(source, str(path))
+    res = resolve(prog, set(GLOBAL_NAMES) | {"eval_pattern"}, module=True)
+    with _ANALYSED_LOCK:
+        if len(_ANALYSED) >= _MAX_ANALYSED:
+            _ANALYSED.clear()
+        _ANALYSED[key] = (prog, res)
+    return prog, res
 
 
 class Module:
@@ -82,7 +111,8 @@ def load_module(rt: Any, spec: str, importer: str) -> Module:
     except (OSError, UnicodeDecodeError) as e:
         raise PrismRuntimeError(f"Failed to load module {display}: {e.__class__.__name__}") from None
     try:
-        run, _ = compile_program(source, rt, filename=key, module=mod)
+        prog, res = analysed(path, source)
+        run, _ = compile_program(source, rt, filename=key, module=mod, program=prog, resolution=res)
         run()
     except PrismError as e:
         if e.filename is None:

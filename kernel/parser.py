@@ -128,8 +128,8 @@ class _StatefulLexer:
             t = tok.type
             if t == "LBRACE":
                 stack = parser_state.state_stack
-                block_ok = _shiftable(states, stack, "LBRACE_BLOCK")
-                if block_ok and _shiftable(states, stack, "LBRACE_OBJ"):
+                block_ok = _shiftable(states, stack, "LBRACE_BLOCK", tok)
+                if block_ok and _shiftable(states, stack, "LBRACE_OBJ", tok):
                     # a body right after its header (if (…) {, else {, => {) is a block;
                     # a '{' that first ends the previous statement is decided by the text
                     direct = states[stack[-1]].get("LBRACE_BLOCK", (None,))[0] is _SHIFT
@@ -138,7 +138,7 @@ class _StatefulLexer:
                     tok.type = "LBRACE_BLOCK" if block_ok else "LBRACE_OBJ"
                 depth += 1
             elif t == "FAT_ARROW":
-                arm = _shiftable(states, parser_state.state_stack, "ARM_ARROW")
+                arm = _shiftable(states, parser_state.state_stack, "ARM_ARROW", tok)
                 tok.type = "ARM_ARROW" if arm else "LAMBDA_ARROW"
             elif t == "LPAR" or t == "LSQB":
                 depth += 1
@@ -151,12 +151,19 @@ class _StatefulLexer:
             yield tok
 
 
-def _shiftable(states: dict, stack: list, ttype: str) -> bool:
+MAX_WALK = 800                 # reductions simulated for one token; legit code needs < 10, each
+                               # directly nested bare lambda (x => y => …) adds 8
+
+
+def _shiftable(states: dict, stack: list, ttype: str, tok: Any = None) -> bool:
     """Would the LALR automaton shift ``ttype`` after the reductions it triggers?
-    (LALR merges look-aheads across contexts, so one table lookup is not enough.)"""
-    stack = list(stack)
-    while True:
-        act = states[stack[-1]].get(ttype)
+    (LALR merges look-aheads across contexts, so one table lookup is not enough.)
+    Simulated on a virtual stack (``stack[:top] + pushed``) without copying, and
+    for at most MAX_WALK reductions, so deep source cannot make parsing quadratic."""
+    top = len(stack)
+    pushed: list = []
+    for _ in range(MAX_WALK):
+        act = states[pushed[-1] if pushed else stack[top - 1]].get(ttype)
         if act is None:
             return False
         action, arg = act
@@ -164,11 +171,16 @@ def _shiftable(states: dict, stack: list, ttype: str) -> bool:
             return True
         size = len(arg.expansion)
         if size:
-            del stack[-size:]
-        goto = states[stack[-1]].get(arg.origin.name)
+            k = min(size, len(pushed))
+            if k:
+                del pushed[-k:]
+            top -= size - k
+        goto = states[pushed[-1] if pushed else stack[top - 1]].get(arg.origin.name)
         if goto is None:
             return False
-        stack.append(goto[1])
+        pushed.append(goto[1])
+    raise PrismSyntaxError("source nested too deeply (expressions or lambdas nested without brackets)",
+                           _tok_span(tok) if tok is not None else None)
 
 
 def _text_of(lexer_state: Any) -> str:

@@ -365,7 +365,11 @@ class Runtime:
 
 def _default_output(stream: str, text: str) -> None:
     out = sys.stderr if stream == "stderr" else sys.stdout
-    out.write(text + "\n")
+    try:
+        out.write(text + "\n")
+    except UnicodeEncodeError:      # lone surrogates, or a terminal that cannot show the text
+        enc = getattr(out, "encoding", None) or "utf-8"
+        out.write((text + "\n").encode(enc, "replace").decode(enc))
     out.flush()
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import threading
 from concurrent.futures import Future
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any, Callable
 
 from .errors import PrismRuntimeError
@@ -186,6 +186,9 @@ def num_to_str(x: float) -> str:
     return sign + s
 
 
+_FIXED = Context(prec=200)     # |x| < 1e21 and up to 100 digits: at most 121 significant digits
+
+
 def to_fixed(x: float, digits: int) -> str:
     """JS ``toFixed``: round the exact binary value half-up."""
     if x != x:
@@ -195,7 +198,7 @@ def to_fixed(x: float, digits: int) -> str:
     if abs(x) >= 1e21:
         return num_to_str(x)
     q = Decimal(1).scaleb(-digits)
-    d = Decimal(x).quantize(q, rounding=ROUND_HALF_UP)
+    d = Decimal(x).quantize(q, rounding=ROUND_HALF_UP, context=_FIXED)
     s = format(d, "f")
     if s.startswith("-") and float(d) == 0:
         s = s[1:]
@@ -393,7 +396,7 @@ def _json_safe(h: Any) -> Any:
 def utf16_len(s: str) -> int:
     if s.isascii():
         return len(s)
-    return len(s.encode("utf-16-le")) // 2
+    return len(s.encode("utf-16-le", "surrogatepass")) // 2      # lone surrogates count as one unit
 
 
 class Cell:
