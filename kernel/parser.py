@@ -1049,7 +1049,7 @@ def _convert(e: UnexpectedInput, text: str) -> PrismSyntaxError:
             return PrismSyntaxError(f"Unexpected end of input: expected {_expected_text(e.expected)}", span)
         span = _tok_span(tok)
         msg = f"Expected {_expected_text(e.expected, tok.type)}, found {_found_text(tok)}"
-        hint = None
+        hint = _continuation_hint(text, tok)
         if tok.type == "EQUALS":
             hint = "assignment is a statement in Prism; compare with '==' or declare with 'let'"
         if tok.type in ("LBRACE_BLOCK", "LBRACE_OBJ"):
@@ -1060,6 +1060,18 @@ def _convert(e: UnexpectedInput, text: str) -> PrismSyntaxError:
         return PrismSyntaxError(f"Unexpected end of input: expected {_expected_text(set(e.expected))}",
                                 (line, col, line, col + 1))
     return PrismSyntaxError(str(e).split("\n")[0])
+
+
+def _continuation_hint(text: str, tok: Any) -> str | None:
+    """A line that starts with '[' or '(' continues the previous expression (spec §1.9)."""
+    lines = text.split("\n")
+    for ln in range(tok.line, max(0, tok.line - 3), -1):
+        stripped = lines[ln - 1].lstrip() if ln - 1 < len(lines) else ""
+        if stripped[:1] in ("[", "(") and ln > 1 and lines[ln - 2].strip() and not lines[ln - 2].rstrip().endswith(
+                (";", "{", "}", ",", "(", "[")):
+            return (f"line {ln} starts with '{stripped[0]}', which continues the expression on line {ln - 1}; "
+                    f"end line {ln - 1} with ';'")
+    return None
 
 
 def _end_position(text: str) -> tuple[int, int]:
