@@ -106,8 +106,11 @@ def _llm_composer(registry: Registry) -> Any:
     if not llm_cfg or not llm_cfg.get("base_url"):
         raise OrchestrationError("composer", "the LLM composer is not configured: add a [composer.llm] table "
                                  "with base_url and model to the agents file")
-    from .llm_composer import LLMComposer
-    return LLMComposer(llm_cfg, registry)
+    from .llm_composer import ComposerConfigError, LLMComposer
+    try:
+        return LLMComposer(llm_cfg, registry)
+    except ComposerConfigError as e:
+        raise OrchestrationError("composer", f"the LLM composer is misconfigured: {e}") from None
 
 
 def catalog_of(registry: Registry) -> list[dict]:

@@ -22,8 +22,9 @@ from kernel.modules import LIBRARY_DIRS
 
 from .agents import Registry
 
-# names a generated pattern may use besides the built-ins: its granted bindings
-PATTERN_BINDINGS = frozenset({"agents", "input", "requirements", "select_agents"})
+# names a generated pattern may use besides the built-ins: exactly the bindings the
+# bootstrap grants it through eval_pattern
+PATTERN_BINDINGS = frozenset({"agents", "input"})
 
 
 @dataclass
