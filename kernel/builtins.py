@@ -89,6 +89,9 @@ class Members:
         if type(o) is C:
             t = o.conf
             inner = o.value
+            while type(inner) is C:            # nested confidences multiply
+                t = t * inner.conf
+                inner = inner.value
             if inner is None:
                 if op == ".":
                     raise PrismRuntimeError(f"Cannot access property '{name}' on null")
@@ -169,7 +172,11 @@ class Members:
             k = k.value
         if type(o) is C:
             t = o.conf
-            v = self.index(o.value, k)
+            inner = o.value
+            while type(inner) is C:
+                t = t * inner.conf
+                inner = inner.value
+            v = self.index(inner, k)
             if type(v) is C:
                 return C(v.value, make_conf(t * v.conf))
             return C(v, t)
@@ -514,7 +521,7 @@ GLOBAL_NAMES = frozenset("""
 map filter reduce print console confidence threshold consensus aggregate sortBy groupBy debounce
 Promise delay sleep max min llm stream_llm Math JSON Object Array Date parseFloat parseInt
 isNaN String Number Boolean range len keys values spawn cancel now shared_state seeded_random
-canonical_json is_promise settle trace
+canonical_json is_promise settle trace arity
 """.split())
 
 # Process-lifetime state for primitives that must remember across runs (circuit
@@ -975,7 +982,17 @@ def make_globals(rt: Runtime) -> dict[str, Any]:
         done = p.future.cancel()
         if p.on_cancel is not None:
             p.on_cancel()
+            return True
         return done
+
+    @builtin("arity")
+    def _arity(args: list) -> Any:
+        """arity(f): declared parameter count of a function (null when variadic)."""
+        f = _raw(args[0]) if args else None
+        if not isinstance(f, Function):
+            raise PrismRuntimeError("arity() requires a function")
+        a = f.arity
+        return float(a) if a is not None else None
 
     @builtin("is_promise")
     def _is_promise(args: list) -> bool:

@@ -423,6 +423,8 @@ class Compiler:
                     t = t.value
                 if type(t) is not float:
                     raise PrismRuntimeError("Confidence threshold must be a number").locate(span, filename, source)
+                if t != t:
+                    t = math.inf                # conf >= NaN is false: a NaN threshold admits nothing
             bind(fr, v, t)
             return v
         return destructure
@@ -987,7 +989,7 @@ class Compiler:
                 t = t.value
             if type(t) is not float:
                 raise PrismRuntimeError(message).locate(span, filename, source)
-            return t
+            return t if t == t else math.inf    # conf >= NaN is false: a NaN threshold admits nothing
         return thr
 
     def matcher(self, pat: Any) -> Callable[[Any, Any, Any], bool]:
@@ -1149,7 +1151,7 @@ class Compiler:
             for spread, f in parts:
                 v = f(fr)
                 if spread:
-                    if type(v) is C:
+                    while type(v) is C:
                         v = v.value
                     if type(v) is not list:
                         raise PrismRuntimeError("Cannot spread non-array value").locate(span, filename, source)
@@ -1189,7 +1191,7 @@ class Compiler:
             for k, f in parts:
                 v = f(fr)
                 if k is None:
-                    if type(v) is C:
+                    while type(v) is C:
                         v = v.value
                     if type(v) is not dict:
                         raise PrismRuntimeError("Cannot spread non-object value").locate(span, filename, source)

@@ -74,6 +74,14 @@ def resolve_spec(rt: Any, spec: str, importer: str) -> tuple[Path, str]:
             if real.is_file() and root.resolve() in real.parents:
                 return real, spec
     elif spec.startswith("./") or spec.startswith("../"):
+        lib_root = _library_root_of(importer)
+        if lib_root is not None:              # inside stdlib/ or primitives/: stay inside it
+            for cand in _candidates(Path(importer).resolve().parent / spec):
+                tried.append(cand)
+                real = cand.resolve()
+                if real.is_file() and lib_root in real.parents:
+                    return real, spec
+            raise PrismRuntimeError(f"Cannot resolve module '{spec}' from '{_short(Path(importer))}'")
         if not getattr(rt, "allow_file_imports", True):
             raise PrismRuntimeError(f"Cannot import '{spec}': this program may only import stdlib/ and primitives/ "
                                     "modules")
@@ -88,6 +96,17 @@ def resolve_spec(rt: Any, spec: str, importer: str) -> tuple[Path, str]:
                                 "'stdlib/…' / 'primitives/…' for the bundled libraries")
     shown = ", ".join(_short(p) for p in tried)
     raise PrismRuntimeError(f"Cannot resolve module '{spec}' from '{importer}'. Tried: {shown}")
+
+
+def _library_root_of(importer: str) -> Path | None:
+    if not importer or importer.startswith("<"):
+        return None
+    real = Path(importer).resolve()
+    for root in LIBRARY_DIRS.values():
+        r = root.resolve()
+        if r in real.parents:
+            return r
+    return None
 
 
 def _short(p: Path) -> str:

@@ -1049,7 +1049,7 @@ def _convert(e: UnexpectedInput, text: str) -> PrismSyntaxError:
             return PrismSyntaxError(f"Unexpected end of input: expected {_expected_text(e.expected)}", span)
         span = _tok_span(tok)
         msg = f"Expected {_expected_text(e.expected, tok.type)}, found {_found_text(tok)}"
-        hint = _continuation_hint(text, tok)
+        hint = _continuation_hint(text, tok) if tok.type == "COMMA" else None
         if tok.type == "EQUALS":
             hint = "assignment is a statement in Prism; compare with '==' or declare with 'let'"
         if tok.type in ("LBRACE_BLOCK", "LBRACE_OBJ"):

@@ -13,7 +13,7 @@ import time
 from concurrent.futures import Future
 from typing import Any, Callable
 
-from .errors import PrismError, PrismLimitError, PrismRuntimeError
+from .errors import PrismCancelled, PrismError, PrismLimitError, PrismRuntimeError
 from .sandbox import Budget, Limits, depth_counter
 from .values import UNINIT, Builtin, Confident, Function, Promise, display, make_conf, type_name
 
@@ -252,13 +252,21 @@ def spawn(rt: "Runtime", fn: Callable[[], Any], name: str = "task") -> Promise:
     b.task_started()
     p = Promise()
     parent_depth = depth_counter.depth
+    token = threading.Event()
+    p.on_cancel = token.set                 # cooperative: checked at every budget refill and await
 
     def run() -> None:
         depth_counter.depth = parent_depth
+        depth_counter.cancel = token
         try:
             if p.future.set_running_or_notify_cancel():
                 try:
                     p.future.set_result(fn())
+                except PrismCancelled:
+                    if token.is_set():
+                        p.future.set_exception(PrismRuntimeError("the task was cancelled"))
+                    else:
+                        p.future.set_exception(_as_prism_error(sys.exc_info()[1]))
                 except BaseException as e:  # noqa: BLE001 - delivered to the awaiting side
                     p.future.set_exception(_as_prism_error(e))
         finally:
@@ -309,7 +317,7 @@ def _as_prism_error(e: BaseException) -> BaseException:
     if isinstance(e, MemoryError):
         return PrismLimitError("out of memory", limit="memory")
     from .errors import PrismInternalError
-    return PrismInternalError(f"internal error ({type(e).__name__}: {e})")
+    return PrismInternalError(f"internal error ({type(e).__name__}); please report this program")
 
 
 # ------------------------------------------------------------- runtime

@@ -22,7 +22,11 @@ allocation.  Policy table (every operation class a Prism program can perform):
 | timers: delay/sleep                               | limited  | timeout (a sleep never outlives it) |
 | eval_pattern                                      | limited  | child budget carved from the        |
 |                                                   |          |   caller's remaining budget         |
-| source nesting                                    | limited  | parser.MAX_NESTING brackets         |
+| eval_pattern with isolation "process",            | limited  | the same budget, plus RLIMIT_AS     |
+|   evaluate_isolated (kernel/isolate.py)           |          |   (memory_mb), RLIMIT_CPU, at most  |
+|                                                   |          |   isolate.MAX_CHILDREN at once      |
+| source nesting                                    | limited  | parser.MAX_NESTING brackets,        |
+|                                                   |          |   parser.MAX_WALK (bare lambdas)    |
 | file system, network, processes, environment      | denied   | only via host-granted capabilities  |
 |                                                   |          |   (agents, modules under the        |
 |                                                   |          |   project's stdlib/ and primitives/ |
@@ -136,6 +140,9 @@ class Budget:
             self.parent.charge(steps)
 
     def check_time(self) -> None:
+        token = depth_counter.cancel
+        if token is not None and token.is_set():
+            raise PrismCancelled("the task was cancelled", limit="cancelled")
         b: Budget | None = self
         while b is not None:
             if b.cancelled:
@@ -193,8 +200,9 @@ PrismLimitError.budget = None           # type: ignore[attr-defined]
 
 
 class DepthCounter(threading.local):
-    """Prism call depth of the current thread."""
+    """Per-thread state: Prism call depth, and the cancel token of a spawned task."""
     depth = 0
+    cancel: "threading.Event | None" = None
 
 
 depth_counter = DepthCounter()
