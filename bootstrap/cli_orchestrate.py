@@ -180,7 +180,10 @@ def orchestrate(requirements: str, agents_file: str | None, composer: str, input
     if as_json:
         click.echo(json.dumps(result.to_json(), ensure_ascii=False, default=str))
         return
-    click.echo(show_value(result.value))
+    if isinstance(result.value, (dict, list)):
+        click.echo(json.dumps(result.value, indent=2, ensure_ascii=False, default=str))
+    else:
+        click.echo(show_value(result.value))
     if result.confidence is not None:
         click.echo(f"confidence: {show_confidence(result.confidence)}")
     origin = "from the store" if result.cached else "newly composed"
