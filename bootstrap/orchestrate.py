@@ -85,10 +85,14 @@ class Orchestration:
 # ---------------------------------------------------------------- composers
 
 def builtin_identity() -> tuple[str, str]:
+    """("builtin", "<declared version>+<hash of the composer source>"): any change to
+    the composer changes the identity, so the store never serves stale patterns."""
+    import hashlib
     import re
     text = COMPOSER_FILE.read_text(encoding="utf-8")
     m = re.search(r'COMPOSER_VERSION\s*=\s*"([^"]+)"', text)
-    return "builtin", (m.group(1) if m else "0")
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+    return "builtin", f"{m.group(1) if m else '0'}+{digest}"
 
 
 def composer_identity(composer: str, registry: Registry) -> tuple[str, str]:
