@@ -120,7 +120,7 @@ def _dumps(obj: Any) -> bytes:
 def error_info(e: PrismError) -> dict:
     return {"kind": e.kind, "message": e.message, "span": list(e.span) if e.span else None,
             "limit": getattr(e, "limit", None), "hint": e.hint,
-            "stack": [[name, f, list(s) if s else None] for name, f, s in e.stack[:50]]}
+            "stack": [[name, f, list(s) if s else None] for name, f, s in e.stack[:1000]]}
 
 
 def rebuild_error(info: dict, filename: str, source: str | None) -> PrismError:
@@ -155,10 +155,8 @@ def _child_command() -> list[str]:
 
 
 def _child_env() -> dict:
-    env = {"MALLOC_ARENA_MAX": "2", "LC_ALL": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}
-    if "PATH" in os.environ:
-        env["PATH"] = os.environ["PATH"]
-    return env
+    # nothing of the host's environment: the child needs no secrets, paths or tokens
+    return {"MALLOC_ARENA_MAX": "2", "LC_ALL": "C.UTF-8"}
 
 
 def _effective(limits: Limits, parent: Budget | None) -> tuple[Limits, float | None, bool, bool]:
@@ -220,6 +218,7 @@ def _run_child(request: dict, deadline: float | None, memory_mb: int, budget: Bu
                 pass
             finally:
                 lines.put(None)
+                proc.stdout.close()
 
         threading.Thread(target=feed, name="prism-isolate-feed", daemon=True).start()
         threading.Thread(target=read, name="prism-isolate-read", daemon=True).start()
@@ -229,8 +228,6 @@ def _run_child(request: dict, deadline: float | None, memory_mb: int, budget: Bu
             if proc.poll() is None:
                 _kill(proc)
             out.returncode = proc.returncode
-            if proc.stdout is not None:
-                proc.stdout.close()
     finally:
         _slots.release()
     return out
@@ -401,7 +398,6 @@ def evaluate_isolated(source: str, *, limits: Limits | None = None, inputs: dict
     child_limits, deadline, _, _ = _effective(limits, None)
     mem = _memory(memory_mb)
     req = _request(source, wire, child_limits, deadline, filename, mode, mem, 0, 0)
-    req["top"] = True
     out = _run_child(req, deadline, mem, None, output or _default_output)
     if out.reply is None:
         err: PrismError = _death_error(out, limits)
