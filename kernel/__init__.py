@@ -61,9 +61,15 @@ def compile_program(source: str, rt: Any, *, filename: str = "<input>", module: 
     size = prog.scope.size
 
     def run() -> Any:
+        from .sandbox import depth_counter
         from .values import UNINIT
         frame = [None] + [UNINIT] * (size - 1)
-        return body(frame)
+        saved = depth_counter.budget
+        depth_counter.budget = rt.budget
+        try:
+            return body(frame)
+        finally:
+            depth_counter.budget = saved
     return run, res
 
 
@@ -147,7 +153,14 @@ def evaluate(source: str, *, filename: str = "<input>", inputs: dict | None = No
                          output=output, trace=trace, host=host, prelude=prelude, base_dir=base_dir,
                          budget=budget)
         run, _ = compile_program(source, rt, filename=filename)
-        return _finish(rt, run())
+        from .sandbox import depth_counter
+        try:
+            value = run()
+            depth_counter.budget = rt.budget
+            return _finish(rt, value)
+        finally:
+            depth_counter.budget = None
+            rt.budget.cancel()        # tasks nobody awaited stop with the run
     return run_guarded(go, filename, source)
 
 

@@ -1135,9 +1135,13 @@ def _math(rt: Runtime) -> dict:
 def _json(rt: Runtime) -> dict:
     budget = rt.budget
 
-    def to_jsonable(v: Any, depth: int = 0) -> Any:
+    def to_jsonable(v: Any, depth: int = 0, g: Any = None) -> Any:
         if depth > 500:
             raise PrismRuntimeError("JSON.stringify(): value nested too deeply")
+        if g is None:
+            from .values import Guard
+            g = Guard()
+        g.node()
         v = _raw(v)
         t = type(v)
         if t is float:
@@ -1147,9 +1151,9 @@ def _json(rt: Runtime) -> dict:
         if t in (str, bool) or v is None:
             return v
         if t is list:
-            return [to_jsonable(x, depth + 1) for x in v]
+            return [to_jsonable(x, depth + 1, g) for x in v]
         if t is dict:
-            return {k: to_jsonable(x, depth + 1) for k, x in v.items() if not isinstance(_raw(x), Function)}
+            return {k: to_jsonable(x, depth + 1, g) for k, x in v.items() if not isinstance(_raw(x), Function)}
         return None
 
     def stringify(args: list) -> Any:

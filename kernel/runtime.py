@@ -258,6 +258,7 @@ def spawn(rt: "Runtime", fn: Callable[[], Any], name: str = "task") -> Promise:
     def run() -> None:
         depth_counter.depth = parent_depth
         depth_counter.cancel = token
+        depth_counter.budget = b
         try:
             if p.future.set_running_or_notify_cancel():
                 try:

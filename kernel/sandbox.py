@@ -203,6 +203,7 @@ class DepthCounter(threading.local):
     """Per-thread state: Prism call depth, and the cancel token of a spawned task."""
     depth = 0
     cancel: "threading.Event | None" = None
+    budget: "Budget | None" = None          # the budget of the Prism code running on this thread
 
 
 depth_counter = DepthCounter()

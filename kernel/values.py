@@ -211,6 +211,41 @@ def conf_percent(c: float) -> str:
 
 # ---------------------------------------------------------------- display
 
+class Guard:
+    """Bounds one walk over a value (rendering, comparing, converting): values may share
+    sub-structure, so a small value can stand for an exponential tree.  Counts nodes
+    and characters, checks the run's deadline every 1024 nodes, and stops at the
+    sandbox's size limits."""
+    __slots__ = ("nodes", "chars", "budget", "max_nodes", "max_chars")
+
+    def __init__(self) -> None:
+        from .sandbox import depth_counter
+        b = depth_counter.budget
+        self.budget = b
+        self.max_nodes = b.max_items if b is not None else 5_000_000
+        self.max_chars = b.max_string if b is not None else 50_000_000
+        self.nodes = 0
+        self.chars = 0
+
+    def node(self) -> None:
+        self.nodes += 1
+        if not self.nodes & 1023:
+            if self.budget is not None:
+                self.budget.check_time()
+            if self.nodes > self.max_nodes:
+                raise self._limit(f"value too large to process (over {self.max_nodes:,} parts)")
+
+    def text(self, n: int) -> None:
+        self.chars += n
+        if self.chars > self.max_chars:
+            raise self._limit(f"string too long ({self.chars:,} characters; the limit is {self.max_chars:,})")
+
+    def _limit(self, message: str) -> Exception:
+        from .errors import PrismLimitError
+        err = PrismLimitError(message, limit="size")
+        return err.owned(self.budget) if self.budget is not None else err
+
+
 def display(v: Any) -> str:
     """The display (toString) form of a value, spec §4.1."""
     t = type(v)
@@ -222,21 +257,62 @@ def display(v: Any) -> str:
         return "true" if v else "false"
     if v is None:
         return "null"
-    if t is list:
-        return "[" + ", ".join(display(x) for x in v) + "]"
-    if t is dict:
+    out: list[str] = []
+    _render(v, out, Guard())
+    return "".join(out)
+
+
+def _render(v: Any, out: list, g: Guard) -> None:
+    g.node()
+    t = type(v)
+    if t is str:
+        s = v
+    elif t is float:
+        s = num_to_str(v)
+    elif t is bool:
+        s = "true" if v else "false"
+    elif v is None:
+        s = "null"
+    elif t is list:
+        out.append("[")
+        first = True
+        for x in v:
+            if not first:
+                out.append(", ")
+            first = False
+            _render(x, out, g)
+        out.append("]")
+        g.text(2 + 2 * len(v))
+        return
+    elif t is dict:
         if not v:
-            return "{}"
-        return "{ " + ", ".join(f"{k}: {display(x)}" for k, x in v.items()) + " }"
-    if t is Confident:
-        return f"{display(v.value)} (~{conf_percent(v.conf)})"
-    if isinstance(v, Function):
-        return f"[Function: {v.name}]"
-    if t is Promise:
-        return "[Promise]"
-    if t is int:
-        return num_to_str(float(v))
-    return "[unknown]"
+            s = "{}"
+        else:
+            out.append("{ ")
+            first = True
+            for k, x in v.items():
+                if not first:
+                    out.append(", ")
+                first = False
+                out.append(k)
+                out.append(": ")
+                g.text(len(k) + 4)
+                _render(x, out, g)
+            out.append(" }")
+            return
+    elif t is Confident:
+        _render(v.value, out, g)
+        s = f" (~{conf_percent(v.conf)})"
+    elif isinstance(v, Function):
+        s = f"[Function: {v.name}]"
+    elif t is Promise:
+        s = "[Promise]"
+    elif t is int:
+        s = num_to_str(float(v))
+    else:
+        s = "[unknown]"
+    g.text(len(s))
+    out.append(s)
 
 
 def print_form(v: Any) -> str:
@@ -255,20 +331,38 @@ def join_form(v: Any) -> str:
 
 # --------------------------------------------------------------- equality
 
-def strict_equal(a: Any, b: Any) -> bool:
+def strict_equal(a: Any, b: Any, _g: "Guard | None" = None) -> bool:
     ta, tb = type(a), type(b)
-    if ta is Confident or tb is Confident:
-        if ta is Confident and tb is Confident:
-            return strict_equal(a.value, b.value) and abs(a.conf - b.conf) <= 1e-10
-        return False
     if ta is float and tb is float:
         return a == b
+    if ta is Confident or tb is Confident:
+        if ta is Confident and tb is Confident:
+            return strict_equal(a.value, b.value, _g) and abs(a.conf - b.conf) <= 1e-10
+        return False
     if ta is not tb:
         return False
     if ta is list:
-        return len(a) == len(b) and all(strict_equal(x, y) for x, y in zip(a, b))
+        if a is b:
+            return True
+        if len(a) != len(b):
+            return False
+        g = _g or Guard()
+        for x, y in zip(a, b):
+            g.node()
+            if not strict_equal(x, y, g):
+                return False
+        return True
     if ta is dict:
-        return len(a) == len(b) and all(k in b and strict_equal(x, b[k]) for k, x in a.items())
+        if a is b:
+            return True
+        if len(a) != len(b):
+            return False
+        g = _g or Guard()
+        for k, x in a.items():
+            g.node()
+            if k not in b or not strict_equal(x, b[k], g):
+                return False
+        return True
     if ta in (str, bool) or a is None:
         return a == b
     return a is b
@@ -356,7 +450,7 @@ def from_host(v: Any, _depth: int = 0) -> Any:
     raise PrismRuntimeError(f"cannot pass a host value of type {type(v).__name__} to Prism")
 
 
-def to_host(v: Any, _depth: int = 0) -> Any:
+def to_host(v: Any, _depth: int = 0, _g: "Guard | None" = None) -> Any:
     """Plain JSON-compatible Python value; nested confidences dropped; integral
     numbers become ``int``; functions and promises become descriptive strings."""
     t = type(v)
@@ -368,12 +462,14 @@ def to_host(v: Any, _depth: int = 0) -> Any:
         return v
     if _depth > 500:
         return None
+    g = _g or Guard()
+    g.node()
     if t is list:
-        return [to_host(x, _depth + 1) for x in v]
+        return [to_host(x, _depth + 1, g) for x in v]
     if t is dict:
-        return {k: to_host(x, _depth + 1) for k, x in v.items()}
+        return {k: to_host(x, _depth + 1, g) for k, x in v.items()}
     if t is Confident:
-        return to_host(v.value, _depth + 1)
+        return to_host(v.value, _depth + 1, g)
     return display(v)
 
 
