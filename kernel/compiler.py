@@ -1160,6 +1160,8 @@ class Compiler:
                     out.extend(v)
                 else:
                     out.append(v)
+            if len(out) > budget.max_items:
+                budget.check_items(len(out))
             return out
         return array
 

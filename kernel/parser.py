@@ -1039,8 +1039,8 @@ def _convert(e: UnexpectedInput, text: str) -> PrismSyntaxError:
                 return PrismSyntaxError(
                     f"Unterminated multiline string starting at line {e.line}, column {e.column}", span)
             return PrismSyntaxError("Unexpected character '`' (use \"...\" or ``` for strings)", span)
-        shown = ch if ch.isprintable() else repr(ch)
-        return PrismSyntaxError(f"Unexpected character '{shown}' at line {e.line}, column {e.column}", span)
+        shown = f"'{ch}'" if ch.isprintable() else f"U+{ord(ch):04X}" if ch else "end of input"
+        return PrismSyntaxError(f"Unexpected character {shown} at line {e.line}, column {e.column}", span)
     if isinstance(e, UnexpectedToken):
         tok = e.token
         if tok.type == "$END":

@@ -239,7 +239,7 @@ def await_value(rt: "Runtime", v: Any) -> Any:
         except PrismError:
             raise
         except Exception as e:  # noqa: BLE001 - a host future failed
-            raise PrismRuntimeError(f"awaited operation failed: {e.__class__.__name__}: {e}") from None
+            raise PrismRuntimeError(f"awaited operation failed ({e.__class__.__name__})") from None
         return res
 
 
