@@ -143,11 +143,25 @@ def _arity(fn: Callable[..., Any]) -> int:
     return len(positional) if len(positional) in (1, 2) else 3
 
 
+_load_lock = threading.Lock()
+
+
 def _load_target(target: str, base_dir: str | None) -> _Target:
     key = (target, base_dir)
     cached = _targets.get(key)
     if cached is not None:
         return cached
+    # One import at a time: concurrent first calls of several agents of the same module
+    # would otherwise race on sys.modules (and on replacing a same-named module from
+    # another folder), and one of them would see a half-initialised module.
+    with _load_lock:
+        cached = _targets.get(key)
+        if cached is not None:
+            return cached
+        return _load_target_locked(target, base_dir, key)
+
+
+def _load_target_locked(target: str, base_dir: str | None, key: tuple) -> _Target:
     module_name, _, attr_path = target.partition(":")
     obj: Any = _import_module(module_name, base_dir)
     for part in attr_path.split("."):

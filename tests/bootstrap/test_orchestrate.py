@@ -222,3 +222,25 @@ def test_patterns_list_show_export_gc(tmp_path, registry):
     assert run.exit_code == 0, run.output
     gc = runner.invoke(cli, ["patterns", "gc", "--older-than", "0", "--store", str(store_path)])
     assert gc.exit_code == 0 and "removed" in gc.output
+
+
+EXAMPLES = sorted(p.parent for p in (ROOT / "examples").glob("*/requirements.json"))
+
+
+@pytest.mark.parametrize("folder", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_every_example_composes_to_a_reviewable_pattern_that_prism_run_accepts(folder, tmp_path):
+    """The review step: compose, read the file, run it as a person would."""
+    runner = CliRunner()
+    out = tmp_path / "pattern.prism"
+    req = folder / "requirements.json"
+    r = runner.invoke(cli, ["compose", str(req), "-o", str(out), "--store", str(tmp_path / "s.db")])
+    assert r.exit_code == 0, r.output
+    text = out.read_text()
+    assert "// Strategy:" in text and "// Primitives:" in text and "// Agents:" in text
+    assert check_pattern(text, load_registry(folder / "agents.toml")).ok
+    data = json.loads(req.read_text())["input"]
+    run = runner.invoke(cli, ["run", str(out), "--agents", str(folder / "agents.toml"), "--input", json.dumps(data),
+                              "--json"])
+    assert run.exit_code == 0, run.output
+    doc = json.loads(run.stdout.strip().splitlines()[-1])
+    assert doc["confidence"] is not None and doc["value"]["answer"] is not None
