@@ -8,6 +8,7 @@ import ast
 import math
 import re
 import textwrap
+import threading
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -62,6 +63,10 @@ class FileDiff:
         """Added lines by new-file line number."""
         return {ln.number: ln.text for hunk in self.hunks for ln in hunk if ln.added}
 
+
+# CPython 3.11's AST constructor keeps a recursion counter that is not thread-safe
+# ("AST constructor recursion depth mismatch" when agents parse concurrently).
+_AST_LOCK = threading.Lock()
 
 _HUNK_HEADER = re.compile(r"^@@ -\d+(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _DIFF_MARKER = re.compile(r"^(?:diff --git |--- |\+\+\+ |@@ -)", re.M)
@@ -272,7 +277,8 @@ def _parse_hunk(lines: list[NewLine]) -> Region | None:
         if not any(text.strip() for text in chunk):
             continue
         try:
-            tree = ast.parse(textwrap.dedent("\n".join(chunk)))
+            with _AST_LOCK:
+                tree = ast.parse(textwrap.dedent("\n".join(chunk)))
         except (SyntaxError, ValueError):
             continue
         return Region(start=lines[i].number, end=lines[j - 1].number, tree=tree)
