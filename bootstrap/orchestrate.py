@@ -71,8 +71,8 @@ class Orchestration:
     below_minimum: bool = False
 
     def to_json(self) -> dict:
-        from .runner import to_host_json
-        out = {"value": to_host_json(self.value), "confidence": self.confidence,
+        from kernel.values import json_safe
+        out = {"value": json_safe(self.value), "confidence": self.confidence,
                "pattern": {"id": self.pattern_id, "cached": self.cached, "composer": self.composer},
                "fallback_taken": self.fallback_taken}
         if self.below_minimum:

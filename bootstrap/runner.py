@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from kernel import Limits, PrismRuntimeError
-from kernel.values import to_host
 
 from .agents import Registry, load_registry
 from .host import Host, run_with_host
@@ -149,20 +148,4 @@ def load_agents(path: str | Path | None) -> Registry:
     return load_registry(path)
 
 
-def result_json(result: Any) -> dict:
-    return {"value": to_host_json(result.value), "confidence": result.confidence}
-
-
-def to_host_json(v: Any) -> Any:
-    import math
-    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
-        return None
-    if isinstance(v, list):
-        return [to_host_json(x) for x in v]
-    if isinstance(v, dict):
-        return {k: to_host_json(x) for k, x in v.items()}
-    return v
-
-
-__all__ = ["PatternHeader", "parse_header", "select_for_header", "fan_out", "run_pattern", "load_agents",
-           "result_json", "to_host"]
+__all__ = ["PatternHeader", "parse_header", "select_for_header", "fan_out", "run_pattern", "load_agents"]

@@ -222,8 +222,3 @@ class Session:
         result = run_guarded(go, "<repl>", code)
         self.entries += 1
         return result
-
-
-def _print_out(stream: str, text: str) -> None:
-    import sys
-    (sys.stderr if stream == "stderr" else sys.stdout).write(text + "\n")

@@ -59,7 +59,7 @@ class Compiler:
         return self.raiser(PrismRuntimeError(e.message, e.span, hint=e.hint))
 
     def program(self, prog: N.Program) -> Callable:
-        body = self.stmts(prog.body, prog.scope, hoist=True)
+        body = self.stmts(prog.body, prog.scope)
         return body
 
     # ------------------------------------------------------------ variables
@@ -154,7 +154,7 @@ class Compiler:
         return sn
 
     # ------------------------------------------------------------ statements
-    def stmts(self, body: list, scope: Scope | None, *, hoist: bool = False, new_frame: bool = False) -> Callable:
+    def stmts(self, body: list, scope: Scope | None) -> Callable:
         """A statement list run in ``scope``: creates the scope's frame if it is
         materialized, resets TDZ slots, defines hoisted functions, runs in order."""
         pre: list[Callable] = []
@@ -752,7 +752,7 @@ class Compiler:
                     raise
                 cf = [fr] + [UNINIT] * (size - 1) if size else fr
                 if set_err is not None:
-                    set_err(cf, e.message if e.value is None else _thrown(e))
+                    set_err(cf, e.message if e.value is None else e.value)
                 return catch(cf)
             except RecursionError:
                 raise
@@ -882,7 +882,7 @@ class Compiler:
             return 0.0
         return export_from
 
-    module_exports: dict = {}
+    module_exports: dict = {}       # set per module by compile_program; export statements fill it
 
     # ------------------------------------------------------------ patterns
     def destructure(self, pat: Any, *, init: bool) -> Callable[[Any, Any, Any], None]:
@@ -1234,9 +1234,6 @@ class Compiler:
                     def body(fr: Any) -> Any:
                         head(fr)
                         return tail(fr)
-                # hoisted declarations of the whole body must still run first
-                if any(type(s) is N.FuncDef for s in stmts[:-1]):
-                    pass
             else:
                 body = self.stmts(stmts, scope)
         # slots are assigned per function scope; params first when simple
@@ -1523,8 +1520,6 @@ class Compiler:
                     return fmod(a, b)
                 return slow(a, b)
             return mod
-        fast_cmp = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
-                    ">=": lambda a, b: a >= b}
         if op == "<":
             def lt(fr: Any) -> Any:
                 a = left(fr)
@@ -1575,7 +1570,6 @@ class Compiler:
                     return a != b
                 return slow(a, b)
             return ne
-        del fast_cmp
 
         def binary(fr: Any) -> Any:
             return slow(left(fr), right(fr))
@@ -1729,10 +1723,6 @@ def _arg_binder(bind: Callable) -> Callable:
 
 def _empty_like(pat: Any) -> Any:
     return [] if type(pat) is N.PArray else {}
-
-
-def _thrown(e: PrismRuntimeError) -> Any:
-    return e.value
 
 
 def _has_jump(body: Any) -> bool:

@@ -475,17 +475,17 @@ def to_host(v: Any, _depth: int = 0, _g: "Guard | None" = None) -> Any:
 
 def to_json_value(v: Any) -> Any:
     """Like to_host, but NaN/Infinity become None so the result is strict JSON."""
-    h = to_host(v)
-    return _json_safe(h)
+    return json_safe(to_host(v))
 
 
-def _json_safe(h: Any) -> Any:
+def json_safe(h: Any) -> Any:
+    """A host value with NaN and infinities replaced by None (strict JSON)."""
     if isinstance(h, float) and (h != h or h in (math.inf, -math.inf)):
         return None
     if isinstance(h, list):
-        return [_json_safe(x) for x in h]
+        return [json_safe(x) for x in h]
     if isinstance(h, dict):
-        return {k: _json_safe(x) for k, x in h.items()}
+        return {k: json_safe(x) for k, x in h.items()}
     return h
 
 
