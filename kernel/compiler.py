@@ -267,6 +267,15 @@ class Compiler:
                     return e
                 return self.raiser(PrismRuntimeError(f"Undefined variable: {tgt.name}", tgt.span))
             set_ = self.setter(tgt.ref, tgt.span)
+            b = tgt.ref.binding
+            direct = (op == "=" and b.kind != "global" and not tgt.ref.check and tgt.ref.hops() == 0)
+            if direct:
+                slot = b.slot
+
+                def assign_local(fr: Any) -> Any:
+                    v = fr[slot] = value(fr)
+                    return v
+                return assign_local
             if op == "=":
                 def assign(fr: Any) -> Any:
                     v = value(fr)
@@ -1477,6 +1486,8 @@ class Compiler:
                 return C(a.value if type(a) is C else a, make_conf(c * 0.5))
             return exec_gate
         slow = self.binop_fn(op, span)
+        if type(e.right) is N.Num and op in _CONST_OPS:
+            return _const_right(op, left, e.right.value, slow)
         if op == "+":
             def add(fr: Any) -> Any:
                 a = left(fr)
@@ -1511,12 +1522,12 @@ class Compiler:
             return div
         if op == "%":
             fmod = math.fmod
+            inf = math.inf
 
             def mod(fr: Any) -> Any:
                 a = left(fr)
                 b = right(fr)
-                if type(a) is float and type(b) is float and b != 0.0 and a == a and b == b \
-                        and a not in (math.inf, -math.inf) and b not in (math.inf, -math.inf):
+                if type(a) is float and type(b) is float and b != 0.0 and -inf < a < inf:
                     return fmod(a, b)
                 return slow(a, b)
             return mod
@@ -1691,6 +1702,40 @@ class Compiler:
 
 
 # ------------------------------------------------------------------ utils
+
+_CONST_OPS = frozenset({"+", "-", "*", "/", "%", "<", "<=", ">", ">=", "==", "===", "!=", "!=="})
+
+
+def _const_right(op: str, left: Callable, c: float, slow: Callable) -> Callable:
+    """``x OP 3``: the number is a constant, so the fast path needs no second call."""
+    if op == "+":
+        return lambda fr: a + c if type(a := left(fr)) is float else slow(a, c)
+    if op == "-":
+        return lambda fr: a - c if type(a := left(fr)) is float else slow(a, c)
+    if op == "*":
+        return lambda fr: a * c if type(a := left(fr)) is float else slow(a, c)
+    if op == "/":
+        if c == 0.0:
+            return lambda fr: slow(left(fr), c)
+        return lambda fr: a / c if type(a := left(fr)) is float else slow(a, c)
+    if op == "%":
+        if c == 0.0 or c != c:
+            return lambda fr: slow(left(fr), c)
+        fmod = math.fmod
+        inf = math.inf
+        return lambda fr: fmod(a, c) if type(a := left(fr)) is float and -inf < a < inf else slow(a, c)
+    if op == "<":
+        return lambda fr: a < c if type(a := left(fr)) is float else slow(a, c)
+    if op == "<=":
+        return lambda fr: a <= c if type(a := left(fr)) is float else slow(a, c)
+    if op == ">":
+        return lambda fr: a > c if type(a := left(fr)) is float else slow(a, c)
+    if op == ">=":
+        return lambda fr: a >= c if type(a := left(fr)) is float else slow(a, c)
+    if op in ("==", "==="):
+        return lambda fr: a == c if type(a := left(fr)) is float else slow(a, c)
+    return lambda fr: a != c if type(a := left(fr)) is float else slow(a, c)
+
 
 def _sequence(compiled: list) -> Callable:
     n = len(compiled)
