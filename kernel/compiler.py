@@ -17,7 +17,7 @@ from . import ops
 from .errors import PrismError, PrismInternalError, PrismLimitError, PrismRuntimeError
 from .resolver import Ref, Resolution, Scope
 from .runtime import (BREAK, CONTINUE, BreakSignal, Closure, ContinueSignal, FunctionCode, ReturnSignal,
-                      Runtime, await_value, call_value, invoke, wrap_call_result)
+                      Runtime, _invoke_sync, await_value, call_value, invoke, wrap_call_result)
 from .values import (UNINIT, Builtin, Confident, Function, Promise, display, make_conf, truthy, type_name,
                      utf16_len)
 
@@ -154,9 +154,12 @@ class Compiler:
         return sn
 
     # ------------------------------------------------------------ statements
-    def stmts(self, body: list, scope: Scope | None) -> Callable:
+    def stmts(self, body: list, scope: Scope | None, *, returning: bool = False) -> Callable:
         """A statement list run in ``scope``: creates the scope's frame if it is
-        materialized, resets TDZ slots, defines hoisted functions, runs in order."""
+        materialized, resets TDZ slots, defines hoisted functions, runs in order.
+
+        ``returning``: the list is (part of) a function body; a ``return`` reached
+        through blocks and ``if``s yields a ``_Ret`` marker instead of raising."""
         pre: list[Callable] = []
         flat: list = []
         self._flatten(body, flat)
@@ -168,11 +171,17 @@ class Compiler:
         imports = [st for st in flat if type(st) is N.Import]
         for st in imports:
             pre.insert(0, self.import_(st))
-        compiled = [self.stmt(st) for st in body if not (type(st) is N.Import)]
+        kept = [st for st in body if not (type(st) is N.Import)]
+        if returning:
+            flags = [_has_return(st) for st in kept]
+            compiled = [self.stmt_ret(st) if f else self.stmt(st) for st, f in zip(kept, flags)]
+            run = _sequence_ret(compiled, flags) if any(flags) else _sequence(compiled)
+        else:
+            compiled = [self.stmt(st) for st in kept]
+            run = _sequence(compiled)
         resets = list(scope.resets) if scope is not None else []
         materialized = scope is not None and scope.materialized and scope.kind in ("block", "loop", "catch", "arm")
         size = scope.size if scope is not None else 1
-        run = _sequence(compiled)
         if pre:
             inner = run
             prelude = pre
@@ -210,6 +219,36 @@ class Compiler:
         if method is None:
             raise PrismInternalError(f"no compiler for {type(st).__name__}")
         return method(st)
+
+    def stmt_ret(self, st: Any) -> Callable:
+        """A statement of a function body in returning mode (see ``stmts``)."""
+        t = type(st)
+        if t is N.Return and self.res.error_for(st) is None:
+            value = self.expr(st.value) if st.value is not None else (lambda fr: 0.0)
+            return lambda fr: _Ret(value(fr))
+        if t is N.Block:
+            if not st.body:
+                return lambda fr: 0.0
+            return self.stmts(st.body, st.scope, returning=True)
+        if t is N.If:
+            cond = self.expr(st.cond)
+            then = self.stmt_ret(st.then)
+            if st.other is None:
+                def if_ret(fr: Any) -> Any:
+                    c = cond(fr)
+                    if c is True or (c is not False and truthy(c)):
+                        return then(fr)
+                    return 0.0
+                return if_ret
+            other = self.stmt_ret(st.other)
+
+            def if_else_ret(fr: Any) -> Any:
+                c = cond(fr)
+                if c is True or (c is not False and truthy(c)):
+                    return then(fr)
+                return other(fr)
+            return if_else_ret
+        return self.stmt(st)             # loops, try …: a return inside raises ReturnSignal
 
     def c_ExprStmt(self, st: N.ExprStmt) -> Callable:
         return self.expr(st.expr)
@@ -1233,18 +1272,26 @@ class Compiler:
             body = self.expr(e.body)
         else:
             stmts = e.body.body
-            if stmts and type(stmts[-1]) is N.Return and self.res.error_for(stmts[-1]) is None:
-                last = stmts[-1]
-                head = self.stmts(stmts[:-1], scope) if len(stmts) > 1 else None
+            last = stmts[-1] if stmts else None
+            if type(last) is N.Return and self.res.error_for(last) is None and len(stmts) > 1 \
+                    and not any(type(x) is N.FuncDef for x in stmts):
+                # `…; return expr` ends the body: the tail needs no marker
+                head = self.stmts(stmts[:-1], scope, returning=True)
                 tail = self.expr(last.value) if last.value is not None else (lambda fr: 0.0)
-                if head is None:
-                    body = tail
-                else:
-                    def body(fr: Any) -> Any:
-                        head(fr)
-                        return tail(fr)
+
+                def body(fr: Any) -> Any:
+                    v = head(fr)
+                    if type(v) is _Ret:
+                        return v.value
+                    return tail(fr)
+            elif type(last) is N.Return and len(stmts) == 1 and self.res.error_for(last) is None:
+                body = self.expr(last.value) if last.value is not None else (lambda fr: 0.0)
             else:
-                body = self.stmts(stmts, scope)
+                inner = self.stmts(stmts, scope, returning=True)
+
+                def body(fr: Any) -> Any:
+                    v = inner(fr)
+                    return v.value if type(v) is _Ret else v
         # slots are assigned per function scope; params first when simple
         if simple:
             expected = list(range(1, len(e.params) + 1))
@@ -1320,7 +1367,7 @@ class Compiler:
             args = args_of(fr)
             if type(f) is Closure:
                 try:
-                    return invoke(f, args)
+                    return _invoke_sync(f, args) if not f.code.is_async else invoke(f, args)
                 except PrismError as err:
                     if len(err.stack) < 64:
                         err.stack.append((f.name, filename, span))
@@ -1735,6 +1782,67 @@ def _const_right(op: str, left: Callable, c: float, slow: Callable) -> Callable:
     if op in ("==", "==="):
         return lambda fr: a == c if type(a := left(fr)) is float else slow(a, c)
     return lambda fr: a != c if type(a := left(fr)) is float else slow(a, c)
+
+
+class _Ret:
+    """The value of a ``return`` travelling up a function body in returning mode."""
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
+def _sequence_ret(compiled: list, flags: list) -> Callable:
+    if len(compiled) == 1:
+        return compiled[0]                  # its _Ret (if any) is the list's value
+    if len(compiled) == 2:
+        a, b = compiled
+        if flags[0]:
+            def seq2_ret(fr: Any) -> Any:
+                v = a(fr)
+                if type(v) is _Ret:
+                    return v
+                return b(fr)
+            return seq2_ret
+
+        def seq2(fr: Any) -> Any:
+            a(fr)
+            return b(fr)
+        return seq2
+    pairs = list(zip(compiled, flags))
+
+    def seq_ret(fr: Any) -> Any:
+        v = 0.0
+        for s, may_return in pairs:
+            v = s(fr)
+            if may_return and type(v) is _Ret:
+                return v
+        return v
+    return seq_ret
+
+
+def _has_return(st: Any) -> bool:
+    """Does ``st`` contain a return of the enclosing function (not of a nested one)?"""
+    stack = [st]
+    while stack:
+        n = stack.pop()
+        t = type(n)
+        if t is N.Return:
+            return True
+        if t is N.Lambda or t is N.FuncDef:
+            continue
+        if isinstance(n, N.Node):
+            for name in n.__slots__:
+                if name in ("span", "ref", "scope", "temp", "catch_scope", "ref_list"):
+                    continue
+                v = getattr(n, name, None)
+                if isinstance(v, (N.Node, list, dict, tuple)):
+                    stack.append(v)
+        elif isinstance(n, (list, tuple)):
+            stack.extend(n)
+        elif isinstance(n, dict):
+            stack.extend(n.values())
+    return False
 
 
 def _sequence(compiled: list) -> Callable:
