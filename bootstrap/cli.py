@@ -42,6 +42,7 @@ Exit codes:
 
 _EXIT_BY_KIND = {
     "syntax": EXIT_USAGE,
+    "static": EXIT_USAGE,
     "runtime": EXIT_RUNTIME,
     "limit": EXIT_LIMIT,
     "cancelled": EXIT_LIMIT,

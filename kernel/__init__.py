@@ -10,11 +10,11 @@ from typing import Any, Callable
 
 from . import nodes
 from .errors import (PrismCancelled, PrismError, PrismInternalError, PrismLimitError, PrismRuntimeError,
-                     PrismSyntaxError, format_error)
+                     PrismStaticError, PrismSyntaxError, format_error)
 from .parser import parse, tokenize
 from .sandbox import DEFAULT_LIMITS, Budget, Limits
 
-__all__ = ["evaluate", "Result", "Limits", "PrismError", "PrismSyntaxError", "PrismRuntimeError",
+__all__ = ["evaluate", "Result", "Limits", "PrismError", "PrismSyntaxError", "PrismStaticError", "PrismRuntimeError",
            "PrismLimitError", "PrismCancelled", "PrismInternalError", "parse", "tokenize", "check",
            "resolve", "format_error", "Session", "nodes"]
 
@@ -165,13 +165,54 @@ def evaluate(source: str, *, filename: str = "<input>", inputs: dict | None = No
 
 
 def check(source: str, filename: str = "<input>", *, mode: str = "strict",
-          global_names: set | None = None) -> list[PrismSyntaxError]:
-    """All static errors of a program: the first syntax error, or every resolver error."""
+          global_names: set | None = None, max_errors: int = 20) -> list[PrismSyntaxError]:
+    """All static errors of a program, sorted by position.
+
+    Syntax errors: after each one, the offending line is blanked (positions are
+    kept) and the source parsed again, so independent mistakes on other lines are
+    found too.  Resolver errors (undefined names, const assignment, misplaced
+    return/break …) are reported when the program parses."""
     from .builtins import GLOBAL_NAMES
-    try:
-        prog = parse(source, filename)
-    except PrismSyntaxError as e:
-        return [e]
+    errors: list[PrismSyntaxError] = []
+    text = source
+    seen_lines: set[int] = set()
+    prog = None
+    while len(errors) < max_errors:
+        try:
+            prog = parse(text, filename)
+            break
+        except PrismSyntaxError as e:
+            e.source = source
+            e.filename = filename
+            if e.line is None or e.line in seen_lines:
+                if e.line is None or not errors:
+                    errors.append(e)
+                break
+            lines = text.split("\n")
+            bad = e.line
+            here = lines[e.line - 1] if e.line <= len(lines) else ""
+            word = here[e.column - 1:].split(" ", 1)[0] if e.column else ""
+            from .parser import _STATEMENT_WORDS
+            if word in _STATEMENT_WORDS and e.line > 1 and here[:e.column - 1].strip() == "":
+                # a statement keyword starting its line: the unfinished statement is above
+                prev = e.line - 1
+                while prev > 1 and not lines[prev - 1].strip():
+                    prev -= 1
+                end = len(lines[prev - 1].rstrip())
+                e = PrismSyntaxError("Unfinished statement: the expression ends without its last operand "
+                                     "or closing bracket", (prev, end, prev, end + 1), filename=filename,
+                                     source=source)
+                bad = prev
+            if bad in seen_lines:
+                break
+            errors.append(e)
+            seen_lines.add(bad)
+            if bad > len(lines):
+                break
+            lines[bad - 1] = " " * len(lines[bad - 1])
+            text = "\n".join(lines)
+    if errors:
+        return sorted(errors, key=lambda e: (e.line or 0, e.column or 0))
     names = set(GLOBAL_NAMES) | {"eval_pattern"} | set(global_names or ())
     res = resolve(prog, names, mode=mode)
     for e in res.errors:

@@ -55,6 +55,14 @@ class PrismSyntaxError(PrismError):
         self.errors: list[PrismSyntaxError] = [self]
 
 
+class PrismStaticError(PrismSyntaxError):
+    """A mistake found by the resolver before running (undefined name, assignment
+    to const, misplaced return/break …).  ``evaluate`` reports these at run time,
+    as the reference does; ``prism check`` lists them all up front."""
+
+    kind = "static"
+
+
 class PrismRuntimeError(PrismError):
     """Errors raised while evaluating; catchable by Prism ``try/catch``."""
 
@@ -87,8 +95,8 @@ class PrismCancelled(PrismLimitError):
 def format_error(err: PrismError, source: str | None = None) -> str:
     """Render ``message``, ``--> file:line:col``, the source line with a caret, and
     the Prism traceback (innermost call last)."""
-    label = {"syntax": "syntax error", "runtime": "runtime error", "limit": "limit exceeded",
-             "cancelled": "cancelled"}.get(err.kind, "error")
+    label = {"syntax": "syntax error", "static": "error", "runtime": "runtime error",
+             "limit": "limit exceeded", "cancelled": "cancelled"}.get(err.kind, "error")
     out = [f"{label}: {err.message}"]
     span = err.span
     src = source if source is not None else err.source

@@ -289,9 +289,18 @@ def _err(msg: str, at: Any, hint: str | None = None) -> PrismSyntaxError:
     return PrismSyntaxError(msg, _span_of(at), hint=hint)
 
 
+_STATEMENT_WORDS = frozenset("let const if for while do return function fn try import export uncertain".split())
+
+
 def _check_name(tok: Any) -> str:
     name = str(tok)
     if name in RESERVED:
+        if name in _STATEMENT_WORDS:
+            # most likely the previous statement is unfinished: `let a = 1 +` ⏎ `let b …`
+            err = _err(f"Expected an expression, found '{name}'", tok,
+                       hint="is the expression before it unfinished? (a missing operand or closing bracket)")
+            err.statement_word = True
+            raise err
         raise _err(f"'{name}' is a reserved word and cannot be used as a name", tok)
     return name
 
@@ -998,7 +1007,8 @@ def _expected_text(expected: set[str], tok_type: str | None = None) -> str:
         return "'high', 'medium', 'low', or 'default' branch"
     if len(exp & _EXPR_STARTS) >= 3:
         rest = sorted(_describe_terminal(e) for e in exp - _EXPR_STARTS - {
-            "TYPEOF", "CONF_EXTRACT", "TILDE", "AWAIT", "FALSE", "NULL", "UNDEFINED", "PLACEHOLDER", "MATCH"}
+            "TYPEOF", "CONF_EXTRACT", "TILDE", "AWAIT", "FALSE", "NULL", "UNDEFINED", "PLACEHOLDER", "MATCH",
+            "AGENTS", "CONTEXT", "LAMBDA_ARROW", "ARM_ARROW", "LBRACE_BLOCK", "LBRACE", "FAT_ARROW"}
             if e not in ("LET", "CONST", "IF", "FOR", "WHILE", "DO", "RETURN", "FUNCTION", "FN", "ASYNC",
                          "TRY", "THROW", "BREAK", "CONTINUE", "IN", "AGENTS", "IMPORT", "EXPORT", "UNCERTAIN",
                          "LBRACE_BLOCK", "SEMI", "PLUSPLUS", "MINUSMINUS"))

@@ -32,7 +32,7 @@ import difflib
 from typing import Any
 
 from . import nodes as N
-from .errors import PrismSyntaxError
+from .errors import PrismStaticError, PrismSyntaxError
 
 HARD = ("let", "const")
 
@@ -107,7 +107,7 @@ class Resolution:
         self.exports: list[str] = []
 
     def error(self, node: Any, msg: str, hint: str | None = None) -> PrismSyntaxError:
-        err = PrismSyntaxError(msg, node.span if node is not None else None, hint=hint)
+        err = PrismStaticError(msg, node.span if node is not None else None, hint=hint)
         self.errors.append(err)
         if node is not None:
             self.node_errors.setdefault(id(node), err)

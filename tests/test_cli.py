@@ -404,3 +404,24 @@ def test_installed_script(tmp_path: Path) -> None:
                              text=True, timeout=60, env=env)
     assert limited.returncode == 3
     assert "step limit" in limited.stderr
+
+
+def test_check_reports_independent_syntax_errors_each_at_its_place(tmp_path):
+    src = tmp_path / "many.prism"
+    src.write_text("let a = [1, 2\nlet b = 2\nb = = 3\nlet ok = 1\nlet c = (4 +\nlet d = 5\n")
+    result = CliRunner().invoke(cli, ["check", str(src)])
+    assert result.exit_code == 2
+    out = result.output
+    assert f"{src}:1:13" in out          # unfinished array on line 1 (reported where it ends)
+    assert f"{src}:3:5" in out           # the stray '='
+    assert f"{src}:5:12" in out          # unfinished expression on line 5
+    assert "3 error(s) in 1 file(s)" in out
+
+
+def test_check_labels_resolver_findings_as_errors_not_syntax(tmp_path):
+    src = tmp_path / "static.prism"
+    src.write_text("const k = 1\nk = 2\nprint(missing)\n")
+    result = CliRunner().invoke(cli, ["check", str(src)])
+    assert result.exit_code == 2
+    assert "error: Cannot assign to const variable 'k'" in result.output
+    assert "syntax error" not in result.output
