@@ -109,12 +109,12 @@ def test_async_orchestration_202_then_poll(live_server, fast_agents):
 
 def test_wait_time_out_answers_202(live_server, tmp_path):
     from .conftest import agents_toml
-    srv = live_server(agents=agents_toml(tmp_path / "a.toml", latency_ms=1500))
+    srv = live_server(agents=agents_toml(tmp_path / "a.toml", latency_ms=3000))
     with srv.client() as c:
         t0 = time.monotonic()
         r = c.post("/api/orchestrate?wait=0.2", json=PARALLEL_REQ)
         assert r.status_code == 202
-        assert time.monotonic() - t0 < 1.4
+        assert time.monotonic() - t0 < 2.5          # answered without waiting for the 3 s agents
         assert wait_for_status(c, r.json()["id"])["status"] == "completed"
 
 
