@@ -1823,26 +1823,7 @@ def _sequence_ret(compiled: list, flags: list) -> Callable:
 
 def _has_return(st: Any) -> bool:
     """Does ``st`` contain a return of the enclosing function (not of a nested one)?"""
-    stack = [st]
-    while stack:
-        n = stack.pop()
-        t = type(n)
-        if t is N.Return:
-            return True
-        if t is N.Lambda or t is N.FuncDef:
-            continue
-        if isinstance(n, N.Node):
-            for name in n.__slots__:
-                if name in ("span", "ref", "scope", "temp", "catch_scope", "ref_list"):
-                    continue
-                v = getattr(n, name, None)
-                if isinstance(v, (N.Node, list, dict, tuple)):
-                    stack.append(v)
-        elif isinstance(n, (list, tuple)):
-            stack.extend(n)
-        elif isinstance(n, dict):
-            stack.extend(n.values())
-    return False
+    return any(type(n) is N.Return for n in N.walk(st, stop=N.is_function))
 
 
 def _sequence(compiled: list) -> Callable:
@@ -1878,25 +1859,13 @@ def _empty_like(pat: Any) -> Any:
     return [] if type(pat) is N.PArray else {}
 
 
+_LOOPS = (N.For, N.ForIn, N.While, N.DoWhile)
+
+
+def _own_loop_boundary(n: Any) -> bool:
+    return type(n) in _LOOPS or N.is_function(n) or (type(n) is N.Uncertain and n.kind != "if")
+
+
 def _has_jump(body: Any) -> bool:
     """Does ``body`` contain a break/continue that targets this loop?"""
-    stack = [body]
-    while stack:
-        n = stack.pop()
-        t = type(n)
-        if t is N.Break or t is N.Continue:
-            return True
-        if t in (N.Lambda, N.For, N.ForIn, N.While, N.DoWhile) or (t is N.Uncertain and n.kind != "if"):
-            continue
-        if isinstance(n, N.Node):
-            for name in n.__slots__ if hasattr(n, "__slots__") else ():
-                if name in ("span", "ref", "scope", "temp", "catch_scope", "ref_list"):
-                    continue
-                v = getattr(n, name, None)
-                if isinstance(v, (N.Node, list, dict, tuple)):
-                    stack.append(v)
-        elif isinstance(n, (list, tuple)):
-            stack.extend(n)
-        elif isinstance(n, dict):
-            stack.extend(n.values())
-    return False
+    return any(type(n) is N.Break or type(n) is N.Continue for n in N.walk(body, stop=_own_loop_boundary))

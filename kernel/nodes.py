@@ -462,18 +462,34 @@ def dump(n: Any) -> str:
     return repr(n)
 
 
-def iter_nodes(n: Any):
-    """Yield every node reachable from ``n`` (depth-first, iterative)."""
+_NOT_CHILDREN = frozenset({"span", "ref", "scope", "temp", "catch_scope", "ref_list"})
+
+
+def walk(n: Any, stop: Any = None):
+    """Yield every node reachable from ``n`` (depth-first, iterative).  A node for
+    which ``stop(node)`` is true is yielded but its children are not visited."""
     stack = [n]
     while stack:
         cur = stack.pop()
         if isinstance(cur, Node):
             yield cur
-            for f in fields(cur):
-                if f.name in ("ref", "scope", "temp", "catch_scope", "ref_list"):
-                    continue
-                stack.append(getattr(cur, f.name))
+            if stop is not None and stop(cur):
+                continue
+            for name in cur.__slots__:
+                if name not in _NOT_CHILDREN:
+                    v = getattr(cur, name)
+                    if isinstance(v, (Node, list, tuple, dict)):
+                        stack.append(v)
         elif isinstance(cur, (list, tuple)):
             stack.extend(cur)
         elif isinstance(cur, dict):
             stack.extend(cur.values())
+
+
+def iter_nodes(n: Any):
+    """Every node reachable from ``n``."""
+    return walk(n)
+
+
+def is_function(n: Node) -> bool:
+    return type(n) is Lambda or type(n) is FuncDef

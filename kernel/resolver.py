@@ -247,7 +247,7 @@ class Resolver:
         if scope.kind not in ("program", "module", "function"):
             return
         names: list = []
-        for node in _nodes_outside_functions(flat):
+        for node in N.walk(flat, stop=N.is_function):
             if type(node) is N.Assign and type(node.target) is N.Name:
                 names.append(node.target)
             elif type(node) is N.Destructure:
@@ -744,25 +744,6 @@ class Resolver:
                 if not c.materialized:
                     stack.append(c)
         owner.size = counter
-
-
-def _nodes_outside_functions(root: Any):
-    """Every node under ``root`` except those inside nested function bodies."""
-    from dataclasses import fields
-    stack = [root]
-    while stack:
-        cur = stack.pop()
-        if isinstance(cur, N.Node):
-            yield cur
-            if type(cur) in (N.Lambda, N.FuncDef):
-                continue
-            for f in fields(cur):
-                if f.name not in ("ref", "scope", "temp", "catch_scope", "ref_list", "span"):
-                    stack.append(getattr(cur, f.name))
-        elif isinstance(cur, (list, tuple)):
-            stack.extend(cur)
-        elif isinstance(cur, dict):
-            stack.extend(cur.values())
 
 
 def _pattern_names(pat: Any) -> list:
