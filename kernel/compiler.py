@@ -227,36 +227,18 @@ class Compiler:
             value = self.expr(st.value) if st.value is not None else (lambda fr: 0.0)
             return lambda fr: _Ret(value(fr))
         if t is N.Block:
-            if not st.body:
-                return lambda fr: 0.0
-            return self.stmts(st.body, st.scope, returning=True)
+            return self.c_Block(st, returning=True)
         if t is N.If:
-            cond = self.expr(st.cond)
-            then = self.stmt_ret(st.then)
-            if st.other is None:
-                def if_ret(fr: Any) -> Any:
-                    c = cond(fr)
-                    if c is True or (c is not False and truthy(c)):
-                        return then(fr)
-                    return 0.0
-                return if_ret
-            other = self.stmt_ret(st.other)
-
-            def if_else_ret(fr: Any) -> Any:
-                c = cond(fr)
-                if c is True or (c is not False and truthy(c)):
-                    return then(fr)
-                return other(fr)
-            return if_else_ret
+            return self.c_If(st, branch=self.stmt_ret)
         return self.stmt(st)             # loops, try …: a return inside raises ReturnSignal
 
     def c_ExprStmt(self, st: N.ExprStmt) -> Callable:
         return self.expr(st.expr)
 
-    def c_Block(self, st: N.Block) -> Callable:
+    def c_Block(self, st: N.Block, *, returning: bool = False) -> Callable:
         if not st.body:
             return lambda fr: 0.0
-        return self.stmts(st.body, st.scope)
+        return self.stmts(st.body, st.scope, returning=returning)
 
     def c_Let(self, st: N.Let) -> Callable:
         e = self.static_error(st)
@@ -544,10 +526,12 @@ class Compiler:
             raise PrismRuntimeError(msg, value=v).locate(span, filename, source)
         return throw
 
-    def c_If(self, st: N.If) -> Callable:
+    def c_If(self, st: N.If, *, branch: Callable | None = None) -> Callable:
+        """``branch`` compiles the two arms (``stmt_ret`` inside function bodies)."""
+        branch = branch or self.stmt
         cond = self.expr(st.cond)
-        then = self.stmt(st.then)
-        other = self.stmt(st.other) if st.other is not None else None
+        then = branch(st.then)
+        other = branch(st.other) if st.other is not None else None
 
         if other is None:
             def if_(fr: Any) -> Any:
