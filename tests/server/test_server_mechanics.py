@@ -149,7 +149,7 @@ def test_cancel_stops_a_running_execution(server):
         assert r.status_code == 200, r.text
         assert r.json()["status"] == "cancelled"
         assert r.json()["error"]["kind"] == "cancelled"
-        assert time.monotonic() - t0 < 3
+        assert time.monotonic() - t0 < 20  # the run would take 60 s
         again = c.post(f"/api/executions/{execution_id}/cancel")
         assert again.status_code == 409
         assert again.json()["error"]["kind"] == "conflict"
