@@ -521,7 +521,7 @@ GLOBAL_NAMES = frozenset("""
 map filter reduce print console confidence threshold consensus aggregate sortBy groupBy debounce
 Promise delay sleep max min llm stream_llm Math JSON Object Array Date parseFloat parseInt
 isNaN String Number Boolean range len keys values spawn cancel now shared_state seeded_random
-canonical_json is_promise settle trace arity
+canonical_json is_promise settle trace arity wait_any
 """.split())
 
 # Process-lifetime state for primitives that must remember across runs (circuit
@@ -1001,6 +1001,20 @@ def make_globals(rt: Runtime) -> dict[str, Any]:
     @builtin("now")
     def _now(args: list) -> float:
         return time.time() * 1000.0
+
+    @builtin("wait_any")
+    def _wait_any(args: list) -> float:
+        """wait_any(promises, timeoutMs?): the index of the first settled promise (the lowest
+        when several have settled; non-promises count as settled), or -1 at the timeout.
+        Waits without polling; never throws for a rejected promise (await it to see why)."""
+        items = _raw(args[0]) if args else None
+        if type(items) is not list or not items:
+            raise PrismRuntimeError("wait_any() requires a non-empty array of promises")
+        ms = _raw(args[1]) if len(args) > 1 else None
+        if ms is not None and (type(ms) is not float or ms != ms):
+            raise PrismRuntimeError("wait_any() timeout must be a number of milliseconds or null")
+        from .runtime import wait_any
+        return float(wait_any(rt, items, None if ms is None else ms / 1000.0))
 
     @builtin("settle")
     def _settle(args: list) -> Any:

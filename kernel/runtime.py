@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import FIRST_COMPLETED, Future
+from concurrent.futures import wait as futures_wait
 from typing import Any, Callable
 
 from .errors import PrismCancelled, PrismError, PrismLimitError, PrismRuntimeError
@@ -382,22 +383,54 @@ def _default_output(stream: str, text: str) -> None:
     out.flush()
 
 
-def race(rt: "Runtime", items: list) -> Any:
-    """Settle with the first of ``items`` to settle; cancel the others (best effort)."""
+def wait_any(rt: "Runtime", items: list, timeout: float | None = None) -> int:
+    """The index of the first of ``items`` that has settled (the lowest index when several
+    have), or -1 when ``timeout`` seconds pass first.  Anything but a promise counts as
+    settled.  Sleeps without polling: on the futures' completion, the nearest timer, the
+    timeout or the run's deadline, whichever comes first (re-checking cancellation at
+    least every 50 ms)."""
     b = rt.budget
-    plain = [x for x in items if not isinstance(x, Promise)]
-    if plain:
-        return plain[0]
+    end = None if timeout is None else time.monotonic() + max(0.0, timeout)
     while True:
         b.check_time()
         now = time.monotonic()
-        for p in items:
+        pending = []
+        wake = end
+        for i, p in enumerate(items):
+            if type(p) is Confident:
+                p = p.value
+            if not isinstance(p, Promise):
+                return i
             due = getattr(p, "due", None)
-            if (due is not None and now >= due) or (due is None and p.future.done()):
-                for other in items:
-                    if other is not p and getattr(other, "due", None) is None:
-                        other.future.cancel()
-                        if other.on_cancel is not None:
-                            other.on_cancel()
-                return await_value(rt, p)
-        time.sleep(0.002)
+            if due is not None:
+                if now >= due:
+                    return i
+                wake = due if wake is None else min(wake, due)
+            elif p.future.done():
+                return i
+            else:
+                pending.append(p.future)
+        if end is not None and now >= end:
+            return -1
+        wait_s = 0.05 if wake is None else min(0.05, max(0.0, wake - now))
+        tl = b.time_left()
+        if tl is not None:
+            wait_s = min(wait_s, max(0.0, tl) + 0.001)
+        if pending:
+            futures_wait(pending, timeout=wait_s, return_when=FIRST_COMPLETED)
+        else:
+            time.sleep(wait_s)
+
+
+def race(rt: "Runtime", items: list) -> Any:
+    """Settle with the first of ``items`` to settle; cancel the others (best effort)."""
+    if not items:
+        return None
+    i = wait_any(rt, items)
+    winner = items[i]
+    for other in items:
+        if other is not winner and isinstance(other, Promise) and getattr(other, "due", None) is None:
+            other.future.cancel()
+            if other.on_cancel is not None:
+                other.on_cancel()
+    return await_value(rt, winner)
