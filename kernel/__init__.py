@@ -76,15 +76,16 @@ def compile_program(source: str, rt: Any, *, filename: str = "<input>", module: 
 def new_runtime(*, limits: Limits | None = None, mode: str = "strict", filename: str = "<input>",
                 source: str | None = None, inputs: dict | None = None, output: Callable | None = None,
                 trace: Callable | None = None, host: Any = None, budget: Budget | None = None,
-                prelude: dict | None = None, base_dir: str | None = None) -> Any:
-    """A runtime with the built-ins, host prelude and inputs bound as read-only globals."""
+                prelude: dict | None = None, base_dir: str | None = None, clock: Any = None) -> Any:
+    """A runtime with the built-ins, host prelude and inputs bound as read-only globals.
+    ``clock``: a ``kernel.clock.VirtualClock`` for deterministic time (default: real time)."""
     from .builtins import make_globals
     from .runtime import Runtime
     from .values import from_host
     if mode not in ("strict", "legacy"):
         raise ValueError("mode must be 'strict' or 'legacy'")
     rt = Runtime(limits=limits or DEFAULT_LIMITS, mode=mode, filename=filename, source=source,
-                 budget=budget, output=output, trace=trace, host=host, base_dir=base_dir)
+                 budget=budget, output=output, trace=trace, host=host, base_dir=base_dir, clock=clock)
     g = make_globals(rt)
     if prelude:
         g.update(prelude)
@@ -143,15 +144,16 @@ def run_guarded(fn: Callable[[], Any], filename: str, source: str | None) -> Any
 def evaluate(source: str, *, filename: str = "<input>", inputs: dict | None = None,
              limits: Limits | None = None, mode: str = "strict", output: Callable | None = None,
              trace: Callable | None = None, host: Any = None, prelude: dict | None = None,
-             base_dir: str | None = None, budget: Budget | None = None) -> Result:
-    """Parse, resolve, compile and run ``source`` in a fresh interpreter."""
+             base_dir: str | None = None, budget: Budget | None = None, clock: Any = None) -> Result:
+    """Parse, resolve, compile and run ``source`` in a fresh interpreter (on ``clock``, a
+    ``kernel.clock.VirtualClock``, when given; real time otherwise)."""
     if not isinstance(source, str):
         raise PrismSyntaxError("source must be a string", filename=filename)
 
     def go() -> Result:
         rt = new_runtime(limits=limits, mode=mode, filename=filename, source=source, inputs=inputs,
                          output=output, trace=trace, host=host, prelude=prelude, base_dir=base_dir,
-                         budget=budget)
+                         budget=budget, clock=clock)
         run, _ = compile_program(source, rt, filename=filename)
         from .sandbox import depth_counter
         try:

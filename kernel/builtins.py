@@ -540,6 +540,10 @@ def canonical_json(v: Any) -> str:
 def make_globals(rt: Runtime) -> dict[str, Any]:
     budget = rt.budget
     g: dict[str, Any] = {}
+    clock = rt.clock
+
+    def _wall_ms() -> float:
+        return time.time() * 1000.0 if clock is None else clock.now_ms()
 
     def builtin(name: str, arity: int | None = None) -> Callable[[Callable], Callable]:
         def deco(fn: Callable[[list], Any]) -> Callable:
@@ -799,7 +803,7 @@ def make_globals(rt: Runtime) -> dict[str, Any]:
             f = _fn(a[0], "debounce creator requires a function argument")
 
             def debounced(xs: list) -> Any:
-                await_value(rt, SleepPromise(max(0.0, ms) / 1000.0))
+                await_value(rt, SleepPromise(max(0.0, ms) / 1000.0, rt.clock))
                 try:
                     return call_value(rt, f, xs)
                 except PrismRuntimeError:
@@ -814,7 +818,7 @@ def make_globals(rt: Runtime) -> dict[str, Any]:
         ms = _num(args[0], "delay() requires a number of milliseconds")
         if ms != ms:
             ms = 0.0
-        return SleepPromise(max(0.0, math.floor(ms) if math.isfinite(ms) else ms) / 1000.0)
+        return SleepPromise(max(0.0, math.floor(ms) if math.isfinite(ms) else ms) / 1000.0, rt.clock)
 
     g["delay"] = Builtin("delay", _sleep)
     g["sleep"] = Builtin("sleep", _sleep)
@@ -882,7 +886,7 @@ def make_globals(rt: Runtime) -> dict[str, Any]:
 
     g["Array"] = {"isArray": Builtin("isArray", lambda a: type(_raw(a[0]) if a else None) is list),
                   "from": Builtin("from", _array_from)}
-    g["Date"] = {"now": Builtin("now", lambda a: float(int(time.time() * 1000)))}
+    g["Date"] = {"now": Builtin("now", lambda a: float(int(_wall_ms())))}
 
     @builtin("parseFloat")
     def _parse_float(args: list) -> float:
@@ -1000,7 +1004,7 @@ def make_globals(rt: Runtime) -> dict[str, Any]:
 
     @builtin("now")
     def _now(args: list) -> float:
-        return time.time() * 1000.0
+        return _wall_ms()
 
     @builtin("wait_any")
     def _wait_any(args: list) -> float:

@@ -83,7 +83,8 @@ def eval_pattern_builtin(rt: Any) -> Builtin:
         try:
             child = new_runtime(limits=limits, mode=mode,
                                 filename=filename, source=source, output=rt.output, trace=rt.trace,
-                                host=rt.host, budget=child_budget, prelude=getattr(rt, "prelude", None))
+                                host=rt.host, budget=child_budget, prelude=getattr(rt, "prelude", None),
+                                clock=rt.clock)
             child.eval_depth = depth + 1
             child.allow_file_imports = False
             child.prelude = getattr(rt, "prelude", None)

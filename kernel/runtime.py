@@ -173,7 +173,10 @@ def arity_of(f: Any) -> int | None:
 # ------------------------------------------------------------ promises
 
 def then(p: Promise, fn: Callable[[Any], Any]) -> Promise:
+    if getattr(p, "due", None) is not None:          # a timer: its value is known, its time is not
+        return SleepPromise.at(p.due, fn(p.future.result()))  # type: ignore[attr-defined]
     out = Promise()
+    out.internal = p.internal
 
     def done(fut: Future) -> None:
         if fut.cancelled():
@@ -188,23 +191,26 @@ def then(p: Promise, fn: Callable[[Any], Any]) -> Promise:
         except BaseException as e:  # noqa: BLE001 - delivered to the awaiting side
             out.future.set_exception(e)
 
-    if getattr(p, "due", None) is not None:
-        out.due = p.due                        # type: ignore[attr-defined]
-        out.future.set_result(fn(p.future.result()))
-        return out
     p.future.add_done_callback(done)
     return out
 
 
 class SleepPromise(Promise):
-    """A timer: resolves to null at ``due`` (monotonic).  Waiting on several
-    overlaps naturally; no thread is used."""
+    """A timer: resolves to ``value`` (null for ``sleep``) at ``due`` — monotonic seconds,
+    or the run's virtual clock when it has one.  Waiting on several overlaps naturally;
+    no thread is used."""
     __slots__ = ("due",)
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, clock: Any = None, value: Any = None):
         super().__init__()
-        self.due = time.monotonic() + seconds
-        self.future.set_result(None)
+        self.due = time.monotonic() + seconds if clock is None else clock.due_in(seconds)
+        self.future.set_result(value)
+
+    @classmethod
+    def at(cls, due: float, value: Any = None) -> "SleepPromise":
+        p = cls(0.0, None, value)
+        p.due = due
+        return p
 
 
 def await_value(rt: "Runtime", v: Any) -> Any:
@@ -217,6 +223,14 @@ def await_value(rt: "Runtime", v: Any) -> Any:
         return v
     b = rt.budget
     due = getattr(v, "due", None)
+    clock = rt.clock
+    if clock is not None:
+        if due is not None:
+            clock.wait(b, due, [], True)
+            b.check_time()
+            return v.future.result()
+        if not v.future.done():
+            clock.wait(b, None, [v.future], v.internal)
     if due is not None:
         while True:
             b.check_time()
@@ -228,7 +242,7 @@ def await_value(rt: "Runtime", v: Any) -> Any:
                 b.check_time()
             time.sleep(min(left, 0.05, tl if tl is not None else 0.05))
         b.check_time()
-        return None
+        return v.future.result()
     fut = v.future
     while True:
         b.check_time()
@@ -252,6 +266,8 @@ def spawn(rt: "Runtime", fn: Callable[[], Any], name: str = "task") -> Promise:
     b = rt.budget
     b.task_started()
     p = Promise()
+    p.internal = True
+    clock = rt.clock
     parent_depth = depth_counter.depth
     token = threading.Event()
     p.on_cancel = token.set                 # cooperative: checked at every budget refill and await
@@ -273,11 +289,17 @@ def spawn(rt: "Runtime", fn: Callable[[], Any], name: str = "task") -> Promise:
                     p.future.set_exception(_as_prism_error(e))
         finally:
             b.task_finished()
+            if clock is not None:
+                clock.task_finished()
 
+    if clock is not None:
+        clock.task_started()
     try:
         start_thread(run, name=f"prism-{name}")
     except RuntimeError as e:            # cannot start a new thread
         b.task_finished()
+        if clock is not None:
+            clock.task_finished()
         raise PrismLimitError(f"cannot start a concurrent task: {e}", limit="tasks").owned(b) from None
     return p
 
@@ -331,8 +353,9 @@ class Runtime:
                  source: str | None = None, budget: Budget | None = None,
                  output: Callable[[str, str], None] | None = None,
                  trace: Callable[[dict], None] | None = None,
-                 host: Any = None, base_dir: str | None = None):
+                 host: Any = None, base_dir: str | None = None, clock: Any = None):
         self.limits = limits
+        self.clock = clock                # a kernel.clock.VirtualClock, or None for real time
         self.budget = budget if budget is not None else Budget(limits)
         self.mode = mode
         self.filename = filename
@@ -390,6 +413,9 @@ def wait_any(rt: "Runtime", items: list, timeout: float | None = None) -> int:
     timeout or the run's deadline, whichever comes first (re-checking cancellation at
     least every 50 ms)."""
     b = rt.budget
+    clock = rt.clock
+    if clock is not None:
+        return _wait_any_virtual(rt, clock, items, timeout)
     end = None if timeout is None else time.monotonic() + max(0.0, timeout)
     while True:
         b.check_time()
@@ -420,6 +446,36 @@ def wait_any(rt: "Runtime", items: list, timeout: float | None = None) -> int:
             futures_wait(pending, timeout=wait_s, return_when=FIRST_COMPLETED)
         else:
             time.sleep(wait_s)
+
+
+def _wait_any_virtual(rt: "Runtime", clock: Any, items: list, timeout: float | None) -> int:
+    """``wait_any`` on the virtual clock: the same answer, with time taken from ``clock``."""
+    b = rt.budget
+    end = None if timeout is None else clock.due_in(max(0.0, timeout))
+    while True:
+        b.check_time()
+        now = clock.t
+        pending = []
+        internal = True
+        wake = end
+        for i, p in enumerate(items):
+            if type(p) is Confident:
+                p = p.value
+            if not isinstance(p, Promise):
+                return i
+            due = getattr(p, "due", None)
+            if due is not None:
+                if now >= due:
+                    return i
+                wake = due if wake is None else min(wake, due)
+            elif p.future.done():
+                return i
+            else:
+                pending.append(p.future)
+                internal = internal and p.internal
+        if end is not None and now >= end:
+            return -1
+        clock.wait(b, wake, pending, internal)
 
 
 def race(rt: "Runtime", items: list) -> Any:

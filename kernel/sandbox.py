@@ -20,6 +20,9 @@ allocation.  Policy table (every operation class a Prism program can perform):
 |   primitives)                                     |          |                                     |
 | promises, async functions, agent calls            | limited  | max_tasks concurrent, timeout       |
 | timers: delay/sleep                               | limited  | timeout (a sleep never outlives it) |
+| waiting: await, wait_any, Promise.race            | limited  | timeout and cancellation (checked   |
+|                                                   |          |   at least every 50 ms; also on the |
+|                                                   |          |   virtual clock, kernel/clock.py)   |
 | eval_pattern                                      | limited  | child budget carved from the        |
 |                                                   |          |   caller's remaining budget         |
 | eval_pattern with isolation "process",            | limited  | the same budget, plus RLIMIT_AS     |

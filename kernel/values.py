@@ -73,11 +73,12 @@ class Builtin(Function):
 
 class Promise:
     """A pending or settled asynchronous result (wraps a concurrent Future)."""
-    __slots__ = ("future", "on_cancel")
+    __slots__ = ("future", "on_cancel", "internal")
 
     def __init__(self, future: Future | None = None):
         self.future = future if future is not None else Future()
         self.on_cancel = None
+        self.internal = False   # settled by a task of this run (spawn), not by the host
 
     @classmethod
     def resolved(cls, value: Any) -> "Promise":

@@ -21,6 +21,8 @@ the line they are about)::
     // mode: legacy              run in the Parallax-era dialect (default: strict)
     // limits: {"max_steps": 1000}   Limits(...) keyword arguments as JSON
     // input: <JSON>             bound to the global `input`
+    // clock: virtual|real       deterministic virtual time (kernel.clock), or the wall
+                                 clock; default: virtual under primitives/, real elsewhere
 
 Rules (jlox / starlark style):
 
@@ -51,7 +53,7 @@ GOLDEN_DIR = Path(__file__).parent / "golden"
 SEPARATOR = re.compile(r"^\s*//\s*---\s*$")
 DIRECTIVE = re.compile(
     r"//\s*(expect-confidence|expect-output|expect-stderr|expect-error-at|expect-error|expect"
-    r"|mode|limits|input):(.*)$")
+    r"|mode|limits|input|clock):(.*)$")
 ERROR_KINDS = ("syntax", "runtime", "limit", "cancelled")
 CONF_TOL = 1e-6
 DEFAULT_TIMEOUT = 10.0
@@ -86,6 +88,7 @@ class Case:
     limits: dict[str, Any] = field(default_factory=dict)
     input: Any = None
     has_input: bool = False
+    clock: str = "real"
 
 
 def split_cases(path: Path, text: str) -> list[Case]:
@@ -103,6 +106,8 @@ def split_cases(path: Path, text: str) -> list[Case]:
 
 def parse_case(path: Path, start: int, chunk: list[str]) -> Case:
     case = Case(path, start, "\n" * (start - 1) + "\n".join(chunk))
+    if (GOLDEN_DIR / "primitives") in path.parents:
+        case.clock = "virtual"     # primitives are tested on deterministic time
     for offset, line in enumerate(chunk):
         m = DIRECTIVE.search(line)
         if not m:
@@ -149,6 +154,10 @@ def _apply(case: Case, key: str, arg: str, where: str) -> None:
     elif key == "input":
         case.input = json.loads(arg)
         case.has_input = True
+    elif key == "clock":
+        if arg not in ("virtual", "real"):
+            raise ValueError("clock is virtual or real")
+        case.clock = arg
 
 
 # ------------------------------------------------------------------ comparison
@@ -199,9 +208,11 @@ def run_case(case: Case) -> None:
     limits.setdefault("timeout", DEFAULT_TIMEOUT)
     inputs = {"input": case.input} if case.has_input else None
     problems: list[str] = []
+    from kernel.clock import VirtualClock
+    clock = VirtualClock() if case.clock == "virtual" else None
     try:
         result = kernel.evaluate(case.source, filename=str(case.path), inputs=inputs,
-                                 limits=kernel.Limits(**limits), mode=case.mode, output=output)
+                                 limits=kernel.Limits(**limits), mode=case.mode, output=output, clock=clock)
         error = None
     except kernel.PrismError as e:
         result, error = None, e
