@@ -275,15 +275,24 @@ def _registry(agents_file: str | None) -> Any:
 @_json_option
 @_agents_option
 @_trace_option
+@click.option("--virtual-time", is_flag=True,
+              help="Run on a virtual clock: sleep, now(), timeouts and simulated agents' latency "
+                   "take no wall time and are deterministic (other agents stay real I/O).")
 @_limit_options
 def run(file: str, input_spec: str | None, legacy: bool, as_json: bool, agents_file: str | None,
-        trace_file: str | None, max_steps: int | None, timeout: float | None, max_depth: int | None) -> None:
+        trace_file: str | None, virtual_time: bool, max_steps: int | None, timeout: float | None,
+        max_depth: int | None) -> None:
     """Run the Prism program FILE ("-" reads stdin) and print its result.
 
     Agents from --agents (or ./agents.toml) are available as `agents` and
     `select_agents`; a Parallax header (/** @agents … @minAgents N */) selects
     agents, and with --legacy they are all called first and their results injected
-    (agentResults, successfulResults, agentList, agentCount)."""
+    (agentResults, successfulResults, agentList, agentCount).
+
+    --virtual-time runs the program on a virtual clock, for experiments with
+    simulated agents: time jumps to the next timer whenever every task is waiting,
+    so a run that simulates minutes of agent latency finishes at once, with the same
+    result every time."""
     from bootstrap.host import TraceWriter
     from bootstrap.runner import run_pattern
     data = _parse_input(input_spec)
@@ -295,7 +304,8 @@ def run(file: str, input_spec: str | None, legacy: bool, as_json: bool, agents_f
     k = _kernel()
     try:
         result = run_pattern(source, filename=name, input_value=data, registry=registry, legacy=legacy,
-                             limits=limits, trace=trace, output=_output_to_stderr if as_json else _output)
+                             limits=limits, trace=trace, output=_output_to_stderr if as_json else _output,
+                             clock=_virtual_clock() if virtual_time else None)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except k.PrismError as e:
@@ -304,6 +314,11 @@ def run(file: str, input_spec: str | None, legacy: bool, as_json: bool, agents_f
         if trace is not None:
             trace.close()
     _print_result(result, as_json)
+
+
+def _virtual_clock() -> Any:
+    from kernel.clock import VirtualClock
+    return VirtualClock()
 
 
 @cli.command(name="eval")

@@ -111,6 +111,27 @@ class Host:
         p.on_cancel = fut.cancel
         return p
 
+    def simulate_on_clock(self, spec: Any, task: str, data: Any, context: dict | None, clock: Any) -> Promise:
+        """A simulated agent's call on a virtual clock: the same seeded answer as the
+        simulated transport, delivered when the virtual clock reaches its latency (no
+        wall time is spent). The agent's `timeout` applies as it would in real time."""
+        from kernel.runtime import SleepPromise
+        from .agents.models import AgentRequest, AgentResponse
+        from .agents.transports import simulate
+        request = AgentRequest(task=task, data=data, context=dict(context or {}))
+        response, latency = simulate(spec, request)
+        if latency > spec.timeout:
+            response, latency = AgentResponse.failure(f"timed out after {spec.timeout:g} s"), spec.timeout
+        response.metadata.update(agent=spec.id, transport=spec.transport, duration_ms=round(latency * 1000.0, 3),
+                                 virtual_time=True)
+        self.calls += 1
+        call_id = f"v{self.calls}"
+        base = {"call_id": call_id, "agent": spec.id, "transport": spec.transport, "virtual_time": True}
+        self._on_agent_event({"event": "agent_call_start", **base, "task": task, "timestamp": clock.now_ms() / 1000.0})
+        self._on_agent_event({"event": "agent_call_end", **base, "duration_ms": round(latency * 1000.0, 3),
+                              "confidence": response.confidence, "error": response.error, "cancelled": False})
+        return SleepPromise(latency, clock, response_value(response, spec.id))
+
     def cancel_inflight(self) -> int:
         with self._lock:
             pending = list(self._inflight)
@@ -119,8 +140,12 @@ class Host:
         return len(pending)
 
     # ---- Prism values
-    def agent_value(self, spec: Any, budget_time_left: Callable[[], float | None] | None = None) -> dict:
+    def agent_value(self, spec: Any, budget_time_left: Callable[[], float | None] | None = None,
+                    clock: Any = None) -> dict:
+        """The Prism object for one agent; on a virtual ``clock`` simulated agents answer in
+        virtual time (other transports are real I/O and keep real time)."""
         agent_id = spec.id
+        virtual = clock is not None and spec.transport == "simulated"
 
         def analyze(args: list) -> Promise:
             if not args:
@@ -132,6 +157,8 @@ class Host:
             context = to_host(args[2]) if len(args) > 2 else None
             if context is not None and not isinstance(context, dict):
                 raise PrismRuntimeError("analyze() context must be an object")
+            if virtual:
+                return self.simulate_on_clock(spec, task, data, context, clock)
             left = budget_time_left() if budget_time_left is not None else None
             return self.call_agent(agent_id, task, data, context,
                                    timeout=max(0.001, left) if left is not None else None)
@@ -140,9 +167,9 @@ class Host:
                 "expertise": float(spec.expertise), "transport": spec.transport,
                 "simulated": spec.transport == "simulated", "analyze": Builtin("analyze", analyze, None)}
 
-    def prelude(self, budget_time_left: Callable[[], float | None] | None = None) -> dict:
+    def prelude(self, budget_time_left: Callable[[], float | None] | None = None, clock: Any = None) -> dict:
         """``agents`` and ``select_agents`` for a program granted the whole registry."""
-        agents = {spec.id: self.agent_value(spec, budget_time_left) for spec in self.registry}
+        agents = {spec.id: self.agent_value(spec, budget_time_left, clock) for spec in self.registry}
 
         def select(args: list) -> list:
             opts = args[0].value if args and type(args[0]) is Confident else (args[0] if args else {})
@@ -176,17 +203,20 @@ class Host:
 
 def run_with_host(source: str, *, host: Host, filename: str = "<input>", inputs: dict | None = None,
                   limits: Any = None, mode: str = "strict", output: Callable | None = None,
-                  extra_prelude: dict | None = None, base_dir: str | None = None, budget: Any = None) -> Any:
+                  extra_prelude: dict | None = None, base_dir: str | None = None, budget: Any = None,
+                  clock: Any = None) -> Any:
     """``kernel.evaluate`` with the host's capabilities in the prelude; cancels
-    in-flight agent calls when the run ends."""
+    in-flight agent calls when the run ends. ``clock``: a ``kernel.clock.VirtualClock``
+    for deterministic time (simulated agents then answer in virtual time)."""
     import kernel
     from kernel.sandbox import Budget, DEFAULT_LIMITS
     budget = budget if budget is not None else Budget(limits or DEFAULT_LIMITS)
-    prelude = host.prelude(budget.time_left)
+    prelude = host.prelude(budget.time_left, clock)
     if extra_prelude:
         prelude.update(extra_prelude)
     try:
         return kernel.evaluate(source, filename=filename, inputs=inputs, limits=limits, mode=mode, output=output,
-                               trace=host.trace, host=host, prelude=prelude, base_dir=base_dir, budget=budget)
+                               trace=host.trace, host=host, prelude=prelude, base_dir=base_dir, budget=budget,
+                               clock=clock)
     finally:
         host.cancel_inflight()

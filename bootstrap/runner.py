@@ -109,8 +109,8 @@ def fan_out(host: Host, specs: list, input_value: Any, timeout: float = 30.0) ->
 
 def run_pattern(source: str, *, filename: str, input_value: Any = None, registry: Registry | None = None,
                 legacy: bool = False, limits: Limits | None = None, trace: Callable[[dict], None] | None = None,
-                output: Callable | None = None) -> Any:
-    """Run a static pattern (see module docstring)."""
+                output: Callable | None = None, clock: Any = None) -> Any:
+    """Run a static pattern (see module docstring); ``clock``: a virtual clock, or None."""
     header = parse_header(source)
     host = Host(registry, trace=trace)
     try:
@@ -131,11 +131,12 @@ def run_pattern(source: str, *, filename: str, input_value: Any = None, registry
                 inputs["successfulResults"] = [r for r in results if (r.get("confidence") or 0) > 0]
             extra = None
         else:
-            extra = {"agentList": [host.agent_value(s) for s in selected]} if header.wants_agents else None
+            extra = ({"agentList": [host.agent_value(s, None, clock) for s in selected]}
+                     if header.wants_agents else None)
         base_dir = str(Path(filename).resolve().parent) if not filename.startswith("<") else None
         return run_with_host(source, host=host, filename=filename, inputs=inputs, limits=limits,
                              mode="legacy" if legacy else "strict", output=output, extra_prelude=extra,
-                             base_dir=base_dir)
+                             base_dir=base_dir, clock=clock)
     finally:
         host.close()
 

@@ -1,0 +1,128 @@
+"""`prism run --virtual-time`: experiments with simulated agents on deterministic time.
+
+Simulated agents answer when the virtual clock reaches their latency; agents that do
+real I/O (here a python agent that really sleeps) keep time still while they work, so
+a virtual timeout never fires merely because real work was slow.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import kernel
+from bootstrap.agents.registry import load_registry
+from bootstrap.cli import cli
+from bootstrap.host import Host, run_with_host
+from kernel.clock import VirtualClock
+
+AGENTS = """
+[agents.steady]
+transport = "simulated"
+capabilities = ["review"]
+latency_ms = 20000
+seed = 1
+
+[agents.jittery]
+transport = "simulated"
+capabilities = ["review"]
+latency_ms = 3000
+jitter_ms = 2000
+seed = 2
+
+[agents.stuck]
+transport = "simulated"
+capabilities = ["review"]
+latency_ms = 45000
+timeout = 40
+seed = 3
+
+[agents.real]
+transport = "python"
+target = "prism_vt_agents:real"
+"""
+
+AGENT_PY = """
+import time
+
+def real(task, data, context):
+    time.sleep(0.3)          # real work, in real time
+    return {"value": "done", "confidence": 0.8}
+"""
+
+PROGRAM = """
+import { parallel, race } from "primitives/execution"
+let t0 = now()
+let rs = parallel([{agent: agents.steady, task: "q"}, {agent: agents.jittery, task: "q"},
+                   {agent: agents.stuck, task: "q"}])
+let afterParallel = now() - t0
+let first = race([{agent: agents.steady, task: "q"}, {agent: agents.jittery, task: "q"}]);
+{errors: rs.map(r => r.error), confidences: rs.map(r => <~ r), afterParallel: afterParallel,
+ winner: first.agent, total: now() - t0}
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "agents.toml").write_text(AGENTS, encoding="utf-8")
+    (tmp_path / "prism_vt_agents.py").write_text(AGENT_PY, encoding="utf-8")
+    (tmp_path / "experiment.prism").write_text(PROGRAM, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def run_cli(workdir: Path, *extra: str) -> dict:
+    result = CliRunner().invoke(cli, ["run", "--virtual-time", "--agents", str(workdir / "agents.toml"),
+                                      "--json", *extra, str(workdir / "experiment.prism")])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_simulated_latency_passes_in_virtual_time(workdir: Path) -> None:
+    out = run_cli(workdir)
+    value = out["value"]
+    # the parallel step lasts until the stuck agent's own 40 s timeout
+    assert value["errors"] == [None, None, "timed out after 40 s"]
+    assert value["afterParallel"] == 40000
+    assert value["confidences"][2] == 0
+    # the race: jittery answers within 3-5 s, long before steady's 20 s
+    assert value["winner"] == "jittery"
+    assert 3000 <= value["total"] - value["afterParallel"] <= 5000
+
+
+def test_virtual_time_runs_are_reproducible(workdir: Path) -> None:
+    assert run_cli(workdir) == run_cli(workdir)
+
+
+def test_trace_marks_virtual_calls_with_their_simulated_durations(workdir: Path) -> None:
+    trace = workdir / "trace.jsonl"
+    run_cli(workdir, "--trace", str(trace))
+    events = [json.loads(line) for line in trace.read_text(encoding="utf-8").splitlines()]
+    ends = [e for e in events if e["event"] == "agent_call_end"]
+    assert len(ends) == 5 and all(e["virtual_time"] for e in ends)
+    by_agent = {e["agent"]: e["duration_ms"] for e in ends}
+    assert by_agent["steady"] == 20000 and by_agent["stuck"] == 40000
+
+
+def test_real_work_keeps_virtual_time_still(workdir: Path) -> None:
+    host = Host(load_registry(workdir / "agents.toml"))
+    try:
+        r = run_with_host(textwrap.dedent("""
+            import { timeout } from "primitives/control"
+            let t0 = now()
+            let r = timeout({agent: agents.real, task: "t"}, 100);  // 100 virtual ms
+            [r.value, now() - t0]
+        """), host=host, limits=kernel.Limits(timeout=20), clock=VirtualClock())
+    finally:
+        host.close()
+    assert r.value == ["done", 0]
+
+
+def test_without_the_flag_the_clock_is_real(workdir: Path) -> None:
+    (workdir / "quick.prism").write_text("let t0 = now()\nawait sleep(20)\nnow() - t0 >= 19", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["run", str(workdir / "quick.prism")])
+    assert result.exit_code == 0 and result.stdout.strip() == "true"
