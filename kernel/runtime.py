@@ -411,33 +411,22 @@ def wait_any(rt: "Runtime", items: list, timeout: float | None = None) -> int:
     have), or -1 when ``timeout`` seconds pass first.  Anything but a promise counts as
     settled.  Sleeps without polling: on the futures' completion, the nearest timer, the
     timeout or the run's deadline, whichever comes first (re-checking cancellation at
-    least every 50 ms)."""
+    least every 50 ms).  On a virtual clock the same, in the clock's time."""
     b = rt.budget
     clock = rt.clock
-    if clock is not None:
-        return _wait_any_virtual(rt, clock, items, timeout)
-    end = None if timeout is None else time.monotonic() + max(0.0, timeout)
+    read = time.monotonic if clock is None else (lambda: clock.t)
+    end = None if timeout is None else read() + max(0.0, timeout)
     while True:
         b.check_time()
-        now = time.monotonic()
-        pending = []
-        wake = end
-        for i, p in enumerate(items):
-            if type(p) is Confident:
-                p = p.value
-            if not isinstance(p, Promise):
-                return i
-            due = getattr(p, "due", None)
-            if due is not None:
-                if now >= due:
-                    return i
-                wake = due if wake is None else min(wake, due)
-            elif p.future.done():
-                return i
-            else:
-                pending.append(p.future)
+        now = read()
+        settled, pending, internal, wake = _scan(items, now, end)
+        if settled is not None:
+            return settled
         if end is not None and now >= end:
             return -1
+        if clock is not None:
+            clock.wait(b, wake, pending, internal)
+            continue
         wait_s = 0.05 if wake is None else min(0.05, max(0.0, wake - now))
         tl = b.time_left()
         if tl is not None:
@@ -448,34 +437,28 @@ def wait_any(rt: "Runtime", items: list, timeout: float | None = None) -> int:
             time.sleep(wait_s)
 
 
-def _wait_any_virtual(rt: "Runtime", clock: Any, items: list, timeout: float | None) -> int:
-    """``wait_any`` on the virtual clock: the same answer, with time taken from ``clock``."""
-    b = rt.budget
-    end = None if timeout is None else clock.due_in(max(0.0, timeout))
-    while True:
-        b.check_time()
-        now = clock.t
-        pending = []
-        internal = True
-        wake = end
-        for i, p in enumerate(items):
-            if type(p) is Confident:
-                p = p.value
-            if not isinstance(p, Promise):
-                return i
-            due = getattr(p, "due", None)
-            if due is not None:
-                if now >= due:
-                    return i
-                wake = due if wake is None else min(wake, due)
-            elif p.future.done():
-                return i
-            else:
-                pending.append(p.future)
-                internal = internal and p.internal
-        if end is not None and now >= end:
-            return -1
-        clock.wait(b, wake, pending, internal)
+def _scan(items: list, now: float, end: float | None) -> tuple[int | None, list, bool, float | None]:
+    """One look at ``items``: (index of the first settled one or None, the pending futures,
+    whether they all belong to tasks of this run, the nearest timer or ``end``)."""
+    pending = []
+    internal = True
+    wake = end
+    for i, p in enumerate(items):
+        if type(p) is Confident:
+            p = p.value
+        if not isinstance(p, Promise):
+            return i, pending, internal, wake
+        due = getattr(p, "due", None)
+        if due is not None:
+            if now >= due:
+                return i, pending, internal, wake
+            wake = due if wake is None else min(wake, due)
+        elif p.future.done():
+            return i, pending, internal, wake
+        else:
+            pending.append(p.future)
+            internal = internal and p.internal
+    return None, pending, internal, wake
 
 
 def race(rt: "Runtime", items: list) -> Any:
