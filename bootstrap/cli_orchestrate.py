@@ -16,8 +16,8 @@ from typing import Any
 import click
 
 from .cli import (EXIT_LIMIT, EXIT_RUNTIME, EXIT_USAGE, _agents_option, _fail, _input_option, _limit_options,
-                  _limits, _output, _output_to_stderr, _parse_input, _registry, _trace_option, show_confidence,
-                  show_value)
+                  _limits, _output, _output_to_stderr, _parse_input, _registry, _trace_option, _virtual_clock,
+                  show_confidence, show_value)
 
 _store_option = click.option("--store", "store_path", type=click.Path(dir_okay=False), metavar="PATH",
                              help="Pattern store (SQLite); default $PRISM_STORE or ~/.local/share/prism/store.db.")
@@ -147,10 +147,13 @@ def _sibling_agents(requirements: str) -> str | None:
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"value", "confidence", "pattern": {"id", "cached", "composer"}, "fallback_taken"}.')
 @_trace_option
+@click.option("--virtual-time", is_flag=True,
+              help="Run the pattern on a virtual clock: simulated agents' latency and every timeout "
+                   "take no wall time and are deterministic (for experiments with simulated agents).")
 @_limit_options
 def orchestrate(requirements: str, agents_file: str | None, composer: str, input_spec: str | None,
                 store_path: str | None, fresh: bool, as_json: bool, trace_file: str | None,
-                max_steps: int | None, timeout: float | None, max_depth: int | None) -> None:
+                virtual_time: bool, max_steps: int | None, timeout: float | None, max_depth: int | None) -> None:
     """Orchestrate REQUIREMENTS (JSON): compose a pattern (or reuse the stored one), run it, print the result.
 
     Agents come from --agents, ./agents.toml, or an agents.toml beside the
@@ -168,7 +171,8 @@ def orchestrate(requirements: str, agents_file: str | None, composer: str, input
         with progress:
             result = run_orchestration(req, registry=registry, composer=composer, store=store, fresh=fresh,
                                        input=data, limits=limits, trace=writer,
-                                       output=_output_to_stderr if as_json else _output)
+                                       output=_output_to_stderr if as_json else _output,
+                                       clock=_virtual_clock() if virtual_time else None)
     except OrchestrationError as e:
         _orch_fail(e)
     except KeyboardInterrupt:

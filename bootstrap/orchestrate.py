@@ -178,8 +178,10 @@ def _error_kind(e: PrismError) -> str:
 def orchestrate(req: OrchestrationRequirements, *, registry: Registry, composer: str = "builtin",
                 store: PatternStore | None = None, fresh: bool = False, input: Any = UNSET,
                 limits: Limits | None = None, trace: Callable[[dict], None] | None = None,
-                budget: Budget | None = None, output: Callable[[str, str], None] | None = None) -> Orchestration:
-    """Compose (or reuse) a pattern for ``req`` and run it; see the module docstring."""
+                budget: Budget | None = None, output: Callable[[str, str], None] | None = None,
+                clock: Any = None) -> Orchestration:
+    """Compose (or reuse) a pattern for ``req`` and run it; see the module docstring.
+    ``clock``: a ``kernel.clock.VirtualClock`` to run on virtual time (experiments)."""
     t0 = time.monotonic()
     composer_id, version = composer_identity(composer, registry)
     pattern_id = requirements_hash(req, composer_id, version)
@@ -205,7 +207,7 @@ def orchestrate(req: OrchestrationRequirements, *, registry: Registry, composer:
         try:
             result = run_with_host(source, host=host, filename=str(BOOTSTRAP), inputs=inputs, limits=limits,
                                    extra_prelude=_composer_builtins(registry, composer), output=output,
-                                   budget=budget)
+                                   budget=budget, clock=clock)
         except PrismError as e:
             raise OrchestrationError(_error_kind(e), _clean(e.message), error=e) from None
     finally:

@@ -126,3 +126,37 @@ def test_without_the_flag_the_clock_is_real(workdir: Path) -> None:
     (workdir / "quick.prism").write_text("let t0 = now()\nawait sleep(20)\nnow() - t0 >= 19", encoding="utf-8")
     result = CliRunner().invoke(cli, ["run", str(workdir / "quick.prism")])
     assert result.exit_code == 0 and result.stdout.strip() == "true"
+
+
+PERSPECTIVES = ["security", "quality", "performance"]
+SIMULATED_PANEL = "".join(f"""
+[agents.sim{i}]
+transport = "simulated"
+capabilities = ["{cap}"]
+latency_ms = {30000 + 5000 * i}
+timeout = 120
+seed = {i}
+""" for i, cap in enumerate(PERSPECTIVES))
+
+
+def test_orchestrate_on_virtual_time_is_reproducible(tmp_path: Path) -> None:
+    (tmp_path / "agents.toml").write_text(SIMULATED_PANEL, encoding="utf-8")
+    (tmp_path / "req.json").write_text(json.dumps({
+        "goal": "review the change", "strategy": "consensus", "minConfidence": 0.5,
+        "context": {"perspectives": PERSPECTIVES}, "input": {"task": "is 2 + 2 = 4?"}}), encoding="utf-8")
+
+    def once(n: int) -> tuple[dict, list[dict]]:
+        trace = tmp_path / f"trace{n}.jsonl"
+        result = CliRunner().invoke(cli, ["orchestrate", str(tmp_path / "req.json"), "--agents",
+                                          str(tmp_path / "agents.toml"), "--store", str(tmp_path / "p.db"),
+                                          "--virtual-time", "--json", "--trace", str(trace)])
+        assert result.exit_code == 0, result.output
+        events = [json.loads(line) for line in trace.read_text(encoding="utf-8").splitlines()]
+        return json.loads(result.stdout), events
+
+    first, events = once(1)
+    second, _ = once(2)
+    assert (first["value"], first["confidence"]) == (second["value"], second["confidence"])
+    calls = [e for e in events if e["event"] == "agent_call_end"]
+    assert sorted(e["duration_ms"] for e in calls) == [30000, 35000, 40000]
+    assert all(e["virtual_time"] for e in calls)
