@@ -614,7 +614,3 @@ if serve is not None:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (``prism``)."""
     cli.main(args=argv, prog_name="prism")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
