@@ -13,7 +13,8 @@ Waiting on anything outside the run (an agent call answered by the host, an HTTP
 request) keeps the waiter counted as runnable: time stands still while real work is
 in flight, so a timeout can never fire merely because an agent was slow to answer.
 The sandbox's wall-clock deadline and cancellation stay real: they are checked every
-50 ms of real waiting.
+50 ms of real waiting. Busy-waiting (``while (now() < t) {}``) never advances virtual
+time — only waiting does — so such a loop ends in the step or time limit.
 """
 
 from __future__ import annotations
