@@ -17,6 +17,7 @@ from typing import Any
 import lark
 from lark import Lark, Transformer
 from lark.parsers.lalr_analysis import Shift as _SHIFT
+from lark.lexer import LexerState, TextSlice, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import nodes as N
@@ -114,17 +115,83 @@ def _brace_kind(prev: Any, text: str, pos: int) -> str:
 class _StatefulLexer:
     """Wraps lark's contextual lexer; retypes ``{`` and ``=>`` from the parser state."""
 
-    def __init__(self, inner: Any, parse_table: Any, max_nesting: int):
+    def __init__(self, inner: Any, parse_table: Any, max_nesting: int, ignore: list):
         self.inner = inner
         self.states = parse_table.states
         self.max_nesting = max_nesting
+        # the ignored terminals (whitespace, comments) skipped by one regex before each token
+        self.skip = re.compile("(?:" + "|".join(t.pattern.to_regexp() for t in ignore) + ")*").match
+        self.ignore_types = frozenset(t.name for t in ignore)
+
+    def _tokens(self, lexer_state: Any, parser_state: Any):
+        """lark's contextual lexing (the state's terminals, keyword callbacks, positions),
+        with one regex match per token: ignored text is skipped first. Anything unusual —
+        no match, an ignored terminal the skip missed — is left to lark's own lexer, so
+        errors are exactly lark's."""
+        text_slice = lexer_state.text
+        text = text_slice.text
+        end = text_slice.end
+        ctr = lexer_state.line_ctr
+        lexers = getattr(self.inner, "lexer", self.inner).lexers      # behind the postlexer
+        skip = self.skip
+        ignore_types = self.ignore_types
+        scanners: dict = {}
+        pos, line, line_start = ctr.char_pos, ctr.line, ctr.line_start_pos
+        while True:
+            after = skip(text, pos, end).end()
+            if after != pos:
+                nl = text.count("\n", pos, after)
+                if nl:
+                    line += nl
+                    line_start = text.rindex("\n", pos, after) + 1
+                pos = after
+            if pos >= end:
+                return
+            lexer = lexers[parser_state.position]
+            got = scanners.get(id(lexer))
+            if got is None:
+                got = scanners[id(lexer)] = (lexer.scanner._mres, lexer.callback)
+            m = None
+            for mre in got[0]:
+                m = mre.match(text, pos, end)
+                if m:
+                    break
+            if m is None or m.lastgroup in ignore_types:
+                ctr.char_pos, ctr.line, ctr.line_start_pos = pos, line, line_start
+                ctr.column = pos - line_start + 1
+                try:
+                    tok = lexer.next_token(lexer_state, parser_state)
+                except EOFError:
+                    return
+                except UnexpectedCharacters:
+                    yield from self.inner.lex(lexer_state, parser_state)   # lark's error path
+                    return
+                pos, line, line_start = ctr.char_pos, ctr.line, ctr.line_start_pos
+                yield tok
+                continue
+            value = m.group(0)
+            type_ = m.lastgroup
+            tok = Token(type_, value, pos, line, pos - line_start + 1)
+            nl = value.count("\n")
+            if nl:
+                line += nl
+                line_start = pos + value.rindex("\n") + 1
+            pos += len(value)
+            tok.end_line = line
+            tok.end_column = pos - line_start + 1
+            tok.end_pos = pos
+            cb = got[1].get(type_)
+            if cb is not None:
+                tok = cb(tok)
+            lexer_state.last_token = tok
+            yield tok
 
     def lex(self, lexer_state: Any, parser_state: Any):
         states = self.states
         prev = None
         depth = 0
         limit = self.max_nesting
-        for tok in self.inner.lex(lexer_state, parser_state):
+        for tok in self._tokens(lexer_state, parser_state):
             t = tok.type
             if t == "LBRACE":
                 stack = parser_state.state_stack
@@ -230,7 +297,8 @@ def get_parser() -> Lark:
                 kwargs.pop("cache", None)
                 p = Lark(text, **kwargs)
             frontend = p.parser
-            frontend.lexer = _StatefulLexer(frontend.lexer, frontend.parser.parser.parse_table, MAX_NESTING)
+            ignore = [t for t in p.terminals if t.name in p.lexer_conf.ignore]
+            frontend.lexer = _StatefulLexer(frontend.lexer, frontend.parser.parser.parse_table, MAX_NESTING, ignore)
             _parser = p
     return _parser
 
@@ -1093,10 +1161,105 @@ def _end_position(text: str) -> tuple[int, int]:
     return 1, 1
 
 
+class _DriverState:
+    """What the lexers may ask of the parser: its state stack and current state."""
+    __slots__ = ("state_stack",)
+
+    def __init__(self, stack: list) -> None:
+        self.state_stack = stack
+
+    @property
+    def position(self) -> Any:
+        return self.state_stack[-1]
+
+
+_tables: dict[int, tuple] = {}
+
+
+def _driver_tables(p: Lark) -> tuple:
+    """lark's LALR table, flattened once per parser for the driver below: per state,
+    token type -> (None, next state) for a shift or (size, callback, rule name) for a
+    reduce, and per state, rule name -> state after the reduction (the goto)."""
+    key = id(p)
+    got = _tables.get(key)
+    if got is not None:
+        return got
+    lalr = p.parser.parser.parser
+    table = lalr.parse_table
+    callbacks = lalr.callbacks
+    actions: dict = {}
+    gotos: dict = {}
+    for state, row in table.states.items():
+        acts = actions[state] = {}
+        go = gotos[state] = {}
+        for sym, (action, arg) in row.items():
+            if action is _SHIFT:
+                if sym.isupper() or sym == "$END":
+                    acts[sym] = (None, arg)
+                else:
+                    go[sym] = arg
+            else:
+                acts[sym] = (len(arg.expansion), callbacks[arg], arg.origin.name)
+    token_callbacks = {k: v for k, v in callbacks.items() if isinstance(k, str)}
+    got = _tables[key] = (actions, gotos, table.start_states, table.end_states, token_callbacks)
+    return got
+
+
+def _drive(p: Lark, text: str, start: str) -> Any:
+    """The LALR loop (what lark's ParserState.feed_token does, on flattened tables and
+    without per-token hashing of rule objects); the tokens come from lark's contextual
+    lexer through _StatefulLexer. Errors are lark's UnexpectedToken/UnexpectedCharacters."""
+    actions, gotos, start_states, end_states, token_callbacks = _driver_tables(p)
+    frontend = p.parser
+    stack = [start_states[start]]
+    values: list = []
+    state = _DriverState(stack)
+    end_state = end_states[start]
+    token = None
+    for token in frontend.lexer.lex(LexerState(TextSlice.cast_from(text)), state):
+        ttype = token.type
+        while True:
+            act = actions[stack[-1]].get(ttype)
+            if act is None:
+                raise UnexpectedToken(token, {s for s in actions[stack[-1]] if s.isupper()}, state=state)
+            size = act[0]
+            if size is None:
+                stack.append(act[1])
+                cb = token_callbacks.get(ttype)
+                values.append(token if cb is None else cb(token))
+                break
+            if size:
+                children = values[-size:]
+                del stack[-size:]
+                del values[-size:]
+            else:
+                children = []
+            values.append(act[1](children))
+            stack.append(gotos[stack[-1]][act[2]])
+    end = Token.new_borrow_pos("$END", "", token) if token is not None else Token("$END", "", 0, 1, 1)
+    while True:
+        act = actions[stack[-1]].get("$END")
+        if act is None:
+            raise UnexpectedToken(end, {s for s in actions[stack[-1]] if s.isupper()}, state=state)
+        size = act[0]
+        if size is None:                      # pragma: no cover - $END is never shifted
+            raise UnexpectedToken(end, set(), state=state)
+        if size:
+            children = values[-size:]
+            del stack[-size:]
+            del values[-size:]
+        else:
+            children = []
+        values.append(act[1](children))
+        stack.append(gotos[stack[-1]][act[2]])
+        if stack[-1] == end_state:
+            return values[-1]
+
+
 def _run(text: str, start: str) -> Any:
     p = get_parser()
     try:
-        return p.parse(text, start=start)
+        return _drive(p, text, start)
     except PrismSyntaxError:
         raise
     except UnexpectedInput as e:
