@@ -18,6 +18,7 @@ import lark
 from lark import Lark, Transformer
 from lark.parsers.lalr_analysis import Shift as _SHIFT
 from lark.lexer import LexerState, TextSlice, Token
+from lark.parse_tree_builder import ExpandSingleChild
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import nodes as N
@@ -1179,7 +1180,8 @@ _tables: dict[int, tuple] = {}
 def _driver_tables(p: Lark) -> tuple:
     """lark's LALR table, flattened once per parser for the driver below: per state,
     token type -> (None, next state) for a shift or (size, callback, rule name) for a
-    reduce, and per state, rule name -> state after the reduction (the goto)."""
+    reduce (size -1: a unit rule whose value passes through), and per state, rule
+    name -> state after the reduction (the goto)."""
     key = id(p)
     got = _tables.get(key)
     if got is not None:
@@ -1199,7 +1201,11 @@ def _driver_tables(p: Lark) -> tuple:
                 else:
                     go[sym] = arg
             else:
-                acts[sym] = (len(arg.expansion), callbacks[arg], arg.origin.name)
+                cb = callbacks[arg]
+                size = len(arg.expansion)
+                if size == 1 and type(cb) is ExpandSingleChild:
+                    size = -1            # a unit rule (?a: b): the value stays, only the state changes
+                acts[sym] = (size, cb, arg.origin.name)
     token_callbacks = {k: v for k, v in callbacks.items() if isinstance(k, str)}
     got = _tables[key] = (actions, gotos, table.start_states, table.end_states, token_callbacks)
     return got
@@ -1228,6 +1234,10 @@ def _drive(p: Lark, text: str, start: str) -> Any:
                 cb = token_callbacks.get(ttype)
                 values.append(token if cb is None else cb(token))
                 break
+            if size == -1:
+                del stack[-1]
+                stack.append(gotos[stack[-1]][act[2]])
+                continue
             if size:
                 children = values[-size:]
                 del stack[-size:]
@@ -1244,6 +1254,12 @@ def _drive(p: Lark, text: str, start: str) -> Any:
         size = act[0]
         if size is None:                      # pragma: no cover - $END is never shifted
             raise UnexpectedToken(end, set(), state=state)
+        if size == -1:
+            del stack[-1]
+            stack.append(gotos[stack[-1]][act[2]])
+            if stack[-1] == end_state:
+                return values[-1]
+            continue
         if size:
             children = values[-size:]
             del stack[-size:]
