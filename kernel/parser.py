@@ -124,11 +124,12 @@ class _StatefulLexer:
         self.skip = re.compile("(?:" + "|".join(t.pattern.to_regexp() for t in ignore) + ")*").match
         self.ignore_types = frozenset(t.name for t in ignore)
 
-    def _tokens(self, lexer_state: Any, parser_state: Any):
-        """lark's contextual lexing (the state's terminals, keyword callbacks, positions),
-        with one regex match per token: ignored text is skipped first. Anything unusual —
-        no match, an ignored terminal the skip missed — is left to lark's own lexer, so
-        errors are exactly lark's."""
+    def lex(self, lexer_state: Any, parser_state: Any):
+        """The tokens of lark's contextual lexer (the state's terminals, keyword callbacks,
+        positions), with ``{`` and ``=>`` retyped from the parser state and bracket depth
+        bounded. One regex match per token: ignored text is skipped first. Anything
+        unusual (no match, an ignored terminal the skip missed) is left to lark's own
+        lexer, so every lexing error is exactly lark's."""
         text_slice = lexer_state.text
         text = text_slice.text
         end = text_slice.end
@@ -136,7 +137,11 @@ class _StatefulLexer:
         lexers = getattr(self.inner, "lexer", self.inner).lexers      # behind the postlexer
         skip = self.skip
         ignore_types = self.ignore_types
+        states = self.states
+        limit = self.max_nesting
         scanners: dict = {}
+        prev = None
+        depth = 0
         pos, line, line_start = ctr.char_pos, ctr.line, ctr.line_start_pos
         while True:
             after = skip(text, pos, end).end()
@@ -168,31 +173,22 @@ class _StatefulLexer:
                     yield from self.inner.lex(lexer_state, parser_state)   # lark's error path
                     return
                 pos, line, line_start = ctr.char_pos, ctr.line, ctr.line_start_pos
-                yield tok
-                continue
-            value = m.group(0)
-            type_ = m.lastgroup
-            tok = Token(type_, value, pos, line, pos - line_start + 1)
-            nl = value.count("\n")
-            if nl:
-                line += nl
-                line_start = pos + value.rindex("\n") + 1
-            pos += len(value)
-            tok.end_line = line
-            tok.end_column = pos - line_start + 1
-            tok.end_pos = pos
-            cb = got[1].get(type_)
-            if cb is not None:
-                tok = cb(tok)
-            lexer_state.last_token = tok
-            yield tok
-
-    def lex(self, lexer_state: Any, parser_state: Any):
-        states = self.states
-        prev = None
-        depth = 0
-        limit = self.max_nesting
-        for tok in self._tokens(lexer_state, parser_state):
+            else:
+                value = m.group(0)
+                type_ = m.lastgroup
+                tok = Token(type_, value, pos, line, pos - line_start + 1)
+                nl = value.count("\n")
+                if nl:
+                    line += nl
+                    line_start = pos + value.rindex("\n") + 1
+                pos += len(value)
+                tok.end_line = line
+                tok.end_column = pos - line_start + 1
+                tok.end_pos = pos
+                cb = got[1].get(type_)
+                if cb is not None:
+                    tok = cb(tok)
+                lexer_state.last_token = tok
             t = tok.type
             if t == "LBRACE":
                 stack = parser_state.state_stack
@@ -201,7 +197,7 @@ class _StatefulLexer:
                     # a body right after its header (if (…) {, else {, => {) is a block;
                     # a '{' that first ends the previous statement is decided by the text
                     direct = states[stack[-1]].get("LBRACE_BLOCK", (None,))[0] is _SHIFT
-                    tok.type = _brace_kind(prev if direct else None, _text_of(lexer_state), tok.end_pos)
+                    tok.type = _brace_kind(prev if direct else None, text, tok.end_pos)
                 else:
                     tok.type = "LBRACE_BLOCK" if block_ok else "LBRACE_OBJ"
                 depth += 1
@@ -249,11 +245,6 @@ def _shiftable(states: dict, stack: list, ttype: str, tok: Any = None) -> bool:
         pushed.append(goto[1])
     raise PrismSyntaxError("source nested too deeply (expressions or lambdas nested without brackets)",
                            _tok_span(tok) if tok is not None else None)
-
-
-def _text_of(lexer_state: Any) -> str:
-    text = lexer_state.text
-    return text if isinstance(text, str) else getattr(text, "text", str(text))
 
 
 def _cache_dir() -> Path | None:
