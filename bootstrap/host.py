@@ -116,6 +116,12 @@ class Host:
         simulated transport, delivered when the virtual clock reaches its latency (no
         wall time is spent). The agent's `timeout` applies as it would in real time."""
         from kernel.runtime import SleepPromise
+        response, latency = self.simulated_response(spec, task, data, context, clock)
+        return SleepPromise(latency, clock, response_value(response, spec.id))
+
+    def simulated_response(self, spec: Any, task: str, data: Any, context: dict | None,
+                           clock: Any) -> tuple[Any, float]:
+        """(AgentResponse, latency in seconds) of a simulated agent on a virtual clock, traced."""
         from .agents.models import AgentRequest, AgentResponse
         from .agents.transports import simulate
         request = AgentRequest(task=task, data=data, context=dict(context or {}))
@@ -130,7 +136,7 @@ class Host:
         self._on_agent_event({"event": "agent_call_start", **base, "task": task, "timestamp": clock.now_ms() / 1000.0})
         self._on_agent_event({"event": "agent_call_end", **base, "duration_ms": round(latency * 1000.0, 3),
                               "confidence": response.confidence, "error": response.error, "cancelled": False})
-        return SleepPromise(latency, clock, response_value(response, spec.id))
+        return response, latency
 
     def cancel_inflight(self) -> int:
         with self._lock:

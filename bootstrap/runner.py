@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -83,14 +84,28 @@ def select_for_header(registry: Registry, header: PatternHeader) -> list:
     return chosen
 
 
-def fan_out(host: Host, specs: list, input_value: Any, timeout: float = 30.0) -> list[dict]:
-    """Call every selected agent concurrently on the input task (legacy engine)."""
+def fan_out(host: Host, specs: list, input_value: Any, timeout: float = 30.0, clock: Any = None) -> list[dict]:
+    """Call every selected agent concurrently on the input task (legacy engine). On a
+    virtual ``clock`` simulated agents answer at once and the clock moves on by the
+    slowest one's latency, as if the fan-out had been waited for."""
     task = "analyze"
     data = input_value
     if isinstance(input_value, dict):
         task = str(input_value.get("task") or "analyze")
         data = input_value.get("data", input_value)
-    futures = [(s, host.runtime.submit(s.id, task, data, {}, timeout=timeout)) for s in specs]
+    futures: list = []
+    slowest = 0.0
+    for s in specs:
+        if clock is not None and s.transport == "simulated":
+            resp, latency = host.simulated_response(s, task, data, {}, clock)
+            slowest = max(slowest, min(latency, timeout))
+            done: Future = Future()
+            done.set_result(resp)
+            futures.append((s, done))
+        else:
+            futures.append((s, host.runtime.submit(s.id, task, data, {}, timeout=timeout)))
+    if clock is not None:
+        clock.advance(slowest)
     results = []
     for spec, fut in futures:
         entry = {"agentId": spec.id, "agentName": spec.display_name, "capabilities": list(spec.capabilities),
@@ -126,7 +141,8 @@ def run_pattern(source: str, *, filename: str, input_value: Any = None, registry
                 if trace is not None:
                     trace({"event": "fan_out_start", "agents": [s.id for s in selected]})
                 results = fan_out(host, selected, input_value,
-                                  timeout=min(30.0, (limits.timeout if limits and limits.timeout else 30.0)))
+                                  timeout=min(30.0, (limits.timeout if limits and limits.timeout else 30.0)),
+                                  clock=clock)
                 inputs["agentResults"] = results
                 inputs["successfulResults"] = [r for r in results if (r.get("confidence") or 0) > 0]
             extra = None

@@ -52,6 +52,13 @@ class VirtualClock:
         """The virtual instant ``seconds`` from now (the ``due`` of a timer)."""
         return self.t + seconds
 
+    def advance(self, seconds: float) -> None:
+        """Move time on by ``seconds`` while nothing runs on the clock (e.g. a host step
+        that waited for simulated work before the run started)."""
+        with self._cond:
+            self.t += max(0.0, seconds)
+            self._advance()
+
     # ---- task accounting (spawn)
     def task_started(self) -> None:
         with self._cond:

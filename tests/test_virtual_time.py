@@ -160,3 +160,23 @@ def test_orchestrate_on_virtual_time_is_reproducible(tmp_path: Path) -> None:
     calls = [e for e in events if e["event"] == "agent_call_end"]
     assert sorted(e["duration_ms"] for e in calls) == [30000, 35000, 40000]
     assert all(e["virtual_time"] for e in calls)
+
+
+def test_legacy_fan_out_of_simulated_agents_is_virtual(tmp_path: Path) -> None:
+    (tmp_path / "agents.toml").write_text(SIMULATED_PANEL, encoding="utf-8")
+    (tmp_path / "legacy.prism").write_text(textwrap.dedent("""\
+        /**
+         * @name panel
+         * @agents {"capabilities": ["security"]}
+         */
+        [successfulResults.length, agentResults[0].agentId]
+    """), encoding="utf-8")
+    trace = tmp_path / "t.jsonl"
+    result = CliRunner().invoke(cli, ["run", "--legacy", "--virtual-time", "--agents", str(tmp_path / "agents.toml"),
+                                      "--input", '{"task": "q"}', "--trace", str(trace), "--json",
+                                      str(tmp_path / "legacy.prism")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["value"] == [1, "sim0"]
+    ends = [json.loads(line) for line in trace.read_text(encoding="utf-8").splitlines()
+            if json.loads(line)["event"] == "agent_call_end"]
+    assert [(e["agent"], e["duration_ms"], e["virtual_time"]) for e in ends] == [("sim0", 30000, True)]
