@@ -82,6 +82,20 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+# The cyclic GC's default thresholds (700, 10, 10) suit short scripts. A server runs many
+# orchestrations at once, each compiling the primitive library into tens of thousands of
+# closures: with the defaults the collector re-scans all of them again and again (60 % of
+# the CPU at 50 concurrent runs, measured with py-spy --gil). Collecting less often keeps
+# the same guarantees — cycles are still reclaimed — at a fraction of the cost
+# (bench/serve_bench.py, 50 concurrent: 5.7 -> 15.9 orchestrations/s, p50 6.3 -> 2.3 s).
+SERVER_GC_THRESHOLDS = (100_000, 50, 100)
+
+
+def tune_gc() -> None:
+    import gc
+    gc.set_threshold(*SERVER_GC_THRESHOLDS)
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind. Anything but loopback requires PRISM_API_TOKEN.")
@@ -154,6 +168,7 @@ def serve(host: str, port: int, agents_file: str | None, store_path: str | None,
         limits = Limits(**changes)
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
+    tune_gc()
     app = create_app(registry=registry, store=store, token=token, max_concurrent=max_concurrent,
                      max_body=max_body, limits=limits, composer=composer)
     # Bind before the app starts: a taken port must fail before startup touches the

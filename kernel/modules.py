@@ -29,8 +29,10 @@ _ANALYSED_LOCK = threading.Lock()
 _MAX_ANALYSED = 256
 
 
-def analysed(path: Path, source: str) -> tuple:
-    """(program, resolution) for a module file, from the process-wide cache."""
+def analysed(path: Path) -> tuple:
+    """(source, program, resolution) for a module file, from the process-wide cache;
+    the file is read and parsed only when its size or modification time changed.
+    Raises OSError/UnicodeDecodeError when it cannot be read."""
     from . import parse, resolve
     from .builtins import GLOBAL_NAMES
     st = path.stat()
@@ -39,13 +41,21 @@ def analysed(path: Path, source: str) -> tuple:
         hit = _ANALYSED.get(key)
     if hit is not None:
         return hit
+    source = path.read_text(encoding="utf-8")
     prog = parse(source, str(path))
     res = resolve(prog, set(GLOBAL_NAMES) | {"eval_pattern"}, module=True)
     with _ANALYSED_LOCK:
         if len(_ANALYSED) >= _MAX_ANALYSED:
             _ANALYSED.clear()
-        _ANALYSED[key] = (prog, res)
-    return prog, res
+        _ANALYSED[key] = (source, prog, res)
+    return source, prog, res
+
+
+# Where a library specifier leads ("primitives/execution", or "./_task" from inside
+# primitives/): the same for every program, so resolved once per process. A file that
+# disappears is noticed when it is loaded (the entry is dropped and resolved again).
+_RESOLVED: dict[tuple[str, str], Path] = {}
+_LIB_ROOTS: dict[str, Path | None] = {}
 
 
 class Module:
@@ -63,6 +73,20 @@ def _candidates(base: Path) -> list[Path]:
 
 
 def resolve_spec(rt: Any, spec: str, importer: str) -> tuple[Path, str]:
+    head = spec.split("/", 1)[0]
+    if head in LIBRARY_DIRS and "/" in spec:
+        key = ("", spec)
+    elif (spec.startswith("./") or spec.startswith("../")) and _library_root_of(importer) is not None:
+        key = (importer, spec)
+    else:
+        return _resolve_spec(rt, spec, importer)
+    hit = _RESOLVED.get(key)
+    if hit is None:
+        hit = _RESOLVED[key] = _resolve_spec(rt, spec, importer)[0]
+    return hit, spec
+
+
+def _resolve_spec(rt: Any, spec: str, importer: str) -> tuple[Path, str]:
     head = spec.split("/", 1)[0]
     tried: list[Path] = []
     if head in LIBRARY_DIRS and "/" in spec:
@@ -101,12 +125,18 @@ def resolve_spec(rt: Any, spec: str, importer: str) -> tuple[Path, str]:
 def _library_root_of(importer: str) -> Path | None:
     if not importer or importer.startswith("<"):
         return None
+    if importer in _LIB_ROOTS:
+        return _LIB_ROOTS[importer]
     real = Path(importer).resolve()
+    found = None
     for root in LIBRARY_DIRS.values():
         r = root.resolve()
         if r in real.parents:
-            return r
-    return None
+            found = r
+            break
+    if len(_LIB_ROOTS) < 4096:
+        _LIB_ROOTS[importer] = found
+    return found
 
 
 def _short(p: Path) -> str:
@@ -126,11 +156,12 @@ def load_module(rt: Any, spec: str, importer: str) -> Module:
     rt.modules[key] = mod
     from . import compile_program
     try:
-        source = path.read_text(encoding="utf-8")
+        source, prog, res = analysed(path)
     except (OSError, UnicodeDecodeError) as e:
+        _RESOLVED.clear()                   # a library file moved: resolve afresh next time
+        rt.modules.pop(key, None)
         raise PrismRuntimeError(f"Failed to load module {display}: {e.__class__.__name__}") from None
     try:
-        prog, res = analysed(path, source)
         run, _ = compile_program(source, rt, filename=key, module=mod, program=prog, resolution=res)
         run()
     except PrismError as e:
