@@ -168,7 +168,6 @@ def serve(host: str, port: int, agents_file: str | None, store_path: str | None,
         limits = Limits(**changes)
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
-    tune_gc()
     app = create_app(registry=registry, store=store, token=token, max_concurrent=max_concurrent,
                      max_body=max_body, limits=limits, composer=composer)
     # Bind before the app starts: a taken port must fail before startup touches the
@@ -179,6 +178,7 @@ def serve(host: str, port: int, agents_file: str | None, store_path: str | None,
     click.echo(f"prism serve: http://{shown}:{bound_port} ({len(registry)} agent(s), store "
                f"{store.path}, auth {'on' if token else 'off'}; Ctrl-C stops)", err=True)
     server = build_server(app, host=host, port=port, log_level=log_level)
+    tune_gc()
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
