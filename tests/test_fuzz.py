@@ -20,6 +20,8 @@ import kernel.runtime  # noqa: F401 - raises the recursion limit now, not inside
 from kernel import Limits, PrismError, PrismLimitError
 
 TIGHT = Limits(max_steps=2000, timeout=2, max_depth=200, max_items=10_000, max_string=100_000)
+# for properties of the step budget: the clock must not decide them on a loaded machine
+STEPS_ONLY = Limits(max_steps=2000, timeout=30, max_depth=200, max_items=10_000, max_string=100_000)
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -202,7 +204,7 @@ def test_endless_loops_hit_a_limit(shape: str, body: list[str]) -> None:
 @settings(max_examples=40, deadline=None)
 @given(st.integers(min_value=0, max_value=300))
 def test_short_loops_finish_within_the_budget(n: int) -> None:
-    outcome = run(f"let total = 0\nfor (let k = 0; k < {n}; k++) {{ total += 1 }}\ntotal")
+    outcome = run(f"let total = 0\nfor (let k = 0; k < {n}; k++) {{ total += 1 }}\ntotal", STEPS_ONLY)
     assert not isinstance(outcome, PrismError), outcome
     assert outcome.value == n
 
@@ -210,6 +212,6 @@ def test_short_loops_finish_within_the_budget(n: int) -> None:
 @settings(max_examples=20, deadline=None)
 @given(st.integers(min_value=3000, max_value=10**9))
 def test_long_loops_stop_at_the_step_limit(n: int) -> None:
-    outcome = run(f"let total = 0\nfor (let k = 0; k < {n}; k++) {{ total += 1 }}\ntotal")
+    outcome = run(f"let total = 0\nfor (let k = 0; k < {n}; k++) {{ total += 1 }}\ntotal", STEPS_ONLY)
     assert isinstance(outcome, PrismLimitError), outcome
     assert "step" in outcome.message
