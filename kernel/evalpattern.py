@@ -99,6 +99,12 @@ def eval_pattern_builtin(rt: Any) -> Builtin:
         except PrismLimitError as e:
             owner = getattr(e, "budget", None)
             if owner is child_budget or owner is None:
+                if e.limit == "steps" and parent_budget.steps_left() <= 0:
+                    # the child used up what was left of the caller's own steps: that is
+                    # the caller's limit, and the caller may not catch it
+                    raise PrismLimitError(
+                        f"step limit exceeded ({parent_budget.limits.max_steps:,} steps) "
+                        "while running eval_pattern", limit="steps").owned(parent_budget) from None
                 raise child_error(e, "limit") from None
             raise                                   # the caller's own budget: not catchable
         except PrismSyntaxError as e:

@@ -131,16 +131,24 @@ class Budget:
         self.check_time()
         self.n = chunk - 1
 
+    def steps_left(self) -> float:
+        """Steps this budget can still hand out (its chunk in hand included)."""
+        if self.remaining is None:
+            return float("inf")
+        return self.remaining + max(self.n, 0)
+
     def charge(self, steps: int) -> None:
-        """Count ``steps`` done by a child against this budget."""
+        """Count ``steps`` done by a child against this budget (ancestors first: when
+        several are exhausted at once, the error belongs to the outermost, which no
+        program inside it may catch)."""
         self.consumed += steps
+        if self.parent is not None:
+            self.parent.charge(steps)
         if self.remaining is not None:
             self.remaining -= steps
             if self.remaining < 0:
                 raise PrismLimitError(
                     f"step limit exceeded ({self.limits.max_steps:,} steps)", limit="steps").owned(self)
-        if self.parent is not None:
-            self.parent.charge(steps)
 
     def check_time(self) -> None:
         token = depth_counter.cancel
