@@ -191,11 +191,11 @@ def percent(c: float) -> str:
 
 
 def _evaluate(source: str, filename: str, *, inputs: Any, limits: Any, mode: str,
-              as_json: bool = False) -> Any:
+              as_json: bool = False, clock: Any = None) -> Any:
     k = _kernel()
     try:
         return k.evaluate(source, filename=filename, inputs=inputs, limits=limits, mode=mode,
-                          output=_output_to_stderr if as_json else _output)
+                          output=_output_to_stderr if as_json else _output, clock=clock)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except BaseException as e:  # noqa: BLE001 - every failure maps to an exit code
@@ -238,6 +238,12 @@ def _limit_options(f: Any) -> Any:
     return f
 
 
+_virtual_time_option = click.option(
+    "--virtual-time", is_flag=True,
+    help="Run on a virtual clock: sleep, now(), timeouts and simulated agents' latency "
+         "take no wall time and are deterministic (other agents stay real I/O).")
+
+
 # ------------------------------------------------------------------ the group
 
 
@@ -275,9 +281,7 @@ def _registry(agents_file: str | None) -> Any:
 @_json_option
 @_agents_option
 @_trace_option
-@click.option("--virtual-time", is_flag=True,
-              help="Run on a virtual clock: sleep, now(), timeouts and simulated agents' latency "
-                   "take no wall time and are deterministic (other agents stay real I/O).")
+@_virtual_time_option
 @_limit_options
 def run(file: str, input_spec: str | None, legacy: bool, as_json: bool, agents_file: str | None,
         trace_file: str | None, virtual_time: bool, max_steps: int | None, timeout: float | None,
@@ -326,15 +330,17 @@ def _virtual_clock() -> Any:
 @_input_option
 @_legacy_option
 @_json_option
+@_virtual_time_option
 @_limit_options
-def eval_(code: str, input_spec: str | None, legacy: bool, as_json: bool,
+def eval_(code: str, input_spec: str | None, legacy: bool, as_json: bool, virtual_time: bool,
           max_steps: int | None, timeout: float | None, max_depth: int | None) -> None:
     """Evaluate the Prism source CODE and print its result."""
     data = _parse_input(input_spec)
     limits = _limits(max_steps, timeout, max_depth)
     inputs = {"input": data} if input_spec is not None else None
     result = _evaluate(code, "<eval>", inputs=inputs, limits=limits,
-                       mode="legacy" if legacy else "strict", as_json=as_json)
+                       mode="legacy" if legacy else "strict", as_json=as_json,
+                       clock=_virtual_clock() if virtual_time else None)
     _print_result(result, as_json)
 
 

@@ -17,7 +17,7 @@ import click
 
 from .cli import (EXIT_LIMIT, EXIT_RUNTIME, EXIT_USAGE, _agents_option, _fail, _input_option, _limit_options,
                   _limits, _output, _output_to_stderr, _parse_input, _registry, _trace_option, _virtual_clock,
-                  show_confidence, show_value)
+                  _virtual_time_option, show_confidence, show_value)
 
 _store_option = click.option("--store", "store_path", type=click.Path(dir_okay=False), metavar="PATH",
                              help="Pattern store (SQLite); default $PRISM_STORE or ~/.local/share/prism/store.db.")
@@ -147,9 +147,7 @@ def _sibling_agents(requirements: str) -> str | None:
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"value", "confidence", "pattern": {"id", "cached", "composer"}, "fallback_taken"}.')
 @_trace_option
-@click.option("--virtual-time", is_flag=True,
-              help="Run the pattern on a virtual clock: simulated agents' latency and every timeout "
-                   "take no wall time and are deterministic (for experiments with simulated agents).")
+@_virtual_time_option
 @_limit_options
 def orchestrate(requirements: str, agents_file: str | None, composer: str, input_spec: str | None,
                 store_path: str | None, fresh: bool, as_json: bool, trace_file: str | None,

@@ -180,3 +180,9 @@ def test_legacy_fan_out_of_simulated_agents_is_virtual(tmp_path: Path) -> None:
     ends = [json.loads(line) for line in trace.read_text(encoding="utf-8").splitlines()
             if json.loads(line)["event"] == "agent_call_end"]
     assert [(e["agent"], e["duration_ms"], e["virtual_time"]) for e in ends] == [("sim0", 30000, True)]
+
+
+def test_eval_accepts_virtual_time() -> None:
+    result = CliRunner().invoke(cli, ["eval", "--virtual-time",
+                                      "let t = now(); await sleep(86400000); (now() - t) / 3600000"])
+    assert result.exit_code == 0 and result.stdout.strip() == "24"
