@@ -27,7 +27,7 @@ class PrimitiveInfo:
     """One exported primitive: where to import it from and how to pass it arguments."""
 
     name: str
-    module: str                      # import specifier, e.g. "primitives/index"
+    module: str                      # import specifier, e.g. "primitives/control"
     category: str                    # the defining file's stem
     params: tuple[str, ...]          # parameter names as written ("…rest" for a rest parameter)
     modes: tuple[str, ...]           # per parameter: task | tasks | function | value | options
@@ -178,8 +178,9 @@ def primitive_catalog(*, refresh: bool = False) -> dict[str, PrimitiveInfo]:
     """Every exported function of ``primitives/`` that a plan may call, by name.
 
     Names and modules come from the real exports (`bootstrap.validate.module_exports`):
-    a name exported by ``primitives/index`` is imported from there, otherwise from its
-    own file. Parameters are read from the defining ``export function``/``export const``
+    a name is imported from its own category module (``primitives/control`` …), so a
+    pattern compiles only the modules it uses; ``primitives/index`` only for a name its
+    file does not export. Parameters are read from the defining ``export function``/``export const``
     and their kinds inferred from their names (``tasks`` → a list of tasks, ``options`` →
     the options object, …). Empty when the library is missing. Cached per process.
     """
@@ -199,10 +200,10 @@ def primitive_catalog(*, refresh: bool = False) -> dict[str, PrimitiveInfo]:
     index = module_exports("primitives/index") or set()
     catalog: dict[str, PrimitiveInfo] = {}
     for name, (stem, params, doc) in sorted(defined.items()):
-        if name in index:
+        if name in (module_exports(f"primitives/{stem}") or set()):
+            module = f"primitives/{stem}"   # its own module: a pattern compiles only what it imports
+        elif name in index:
             module = "primitives/index"
-        elif name in (module_exports(f"primitives/{stem}") or set()):
-            module = f"primitives/{stem}"
         else:
             continue  # not actually exported (e.g. a failing module)
         if name.startswith("_") or not name[:1].islower():

@@ -689,7 +689,8 @@ def test_raw_source_mode_repairs_a_syntax_error(llm: ScriptedLLM, registry: Regi
     assert f"line {line}:" in feedback and "let outcome = = agreed" in feedback
     system = llm.messages(0)[0]["content"]
     assert "Prism in brief" in system and "parallel(tasks, options?)" in system
-    assert "# Example pattern" in system and 'import { consensus, parallel } from "primitives/index"' in system
+    assert "# Example pattern" in system and 'import { consensus } from "primitives/aggregation"' in system
+    assert 'import { parallel } from "primitives/execution"' in system   # only the modules it needs
     assert out["metadata"]["mode"] == "source" and out["metadata"]["repairs"] == 1
     assert out["pattern"].startswith("// Pattern written by the LLM composer (test-model, raw-source mode)")
     assert check_pattern(out["pattern"], registry).ok
