@@ -52,6 +52,9 @@ def test_every_composed_pattern_parses_checks_and_runs(path, registry, store):
     assert result.confidence is not None and 0.0 <= result.confidence <= 1.0
     assert result.pattern_id == composed.id
     assert result.cached is True          # compose stored it; orchestrate reused it
+    # each primitive comes from its own module: a run compiles only what it uses
+    imports = [line for line in composed.source.splitlines() if line.startswith("import ")]
+    assert imports and not any('"primitives/index"' in line for line in imports), imports
 
 
 EXPECTED = {
