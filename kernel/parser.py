@@ -22,7 +22,7 @@ from lark.parse_tree_builder import ExpandSingleChild
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import nodes as N
-from .errors import PrismSyntaxError
+from .errors import PrismInternalError, PrismSyntaxError
 
 # ``agents`` and ``context`` are keywords only where a statement starts with
 # ``agents {`` or ``in context``; elsewhere they are ordinary names (design §7:
@@ -1202,65 +1202,51 @@ def _driver_tables(p: Lark) -> tuple:
     return got
 
 
+def _with_end(tokens: Any) -> Any:
+    """The tokens, then lark's ``$END`` (placed after the last one)."""
+    token = None
+    for token in tokens:
+        yield token
+    yield Token.new_borrow_pos("$END", "", token) if token is not None else Token("$END", "", 0, 1, 1)
+
+
 def _drive(p: Lark, text: str, start: str) -> Any:
     """The LALR loop (what lark's ParserState.feed_token does, on flattened tables and
     without per-token hashing of rule objects); the tokens come from lark's contextual
-    lexer through _StatefulLexer. Errors are lark's UnexpectedToken/UnexpectedCharacters."""
+    lexer through _StatefulLexer. Errors are lark's UnexpectedToken/UnexpectedCharacters.
+    The accepting state is reached only by reductions on ``$END`` (it follows the start
+    rule), so reaching it ends the parse."""
     actions, gotos, start_states, end_states, token_callbacks = _driver_tables(p)
-    frontend = p.parser
     stack = [start_states[start]]
     values: list = []
     state = _DriverState(stack)
     end_state = end_states[start]
-    token = None
-    for token in frontend.lexer.lex(LexerState(TextSlice.cast_from(text)), state):
+    for token in _with_end(p.parser.lexer.lex(LexerState(TextSlice.cast_from(text)), state)):
         ttype = token.type
         while True:
             act = actions[stack[-1]].get(ttype)
             if act is None:
                 raise UnexpectedToken(token, {s for s in actions[stack[-1]] if s.isupper()}, state=state)
             size = act[0]
-            if size is None:
+            if size is None:                  # shift ($END never is)
                 stack.append(act[1])
                 cb = token_callbacks.get(ttype)
                 values.append(token if cb is None else cb(token))
                 break
-            if size == -1:
+            if size == -1:                    # unit rule: the value stays
                 del stack[-1]
-                stack.append(gotos[stack[-1]][act[2]])
-                continue
-            if size:
-                children = values[-size:]
-                del stack[-size:]
-                del values[-size:]
             else:
-                children = []
-            values.append(act[1](children))
-            stack.append(gotos[stack[-1]][act[2]])
-    end = Token.new_borrow_pos("$END", "", token) if token is not None else Token("$END", "", 0, 1, 1)
-    while True:
-        act = actions[stack[-1]].get("$END")
-        if act is None:
-            raise UnexpectedToken(end, {s for s in actions[stack[-1]] if s.isupper()}, state=state)
-        size = act[0]
-        if size is None:                      # pragma: no cover - $END is never shifted
-            raise UnexpectedToken(end, set(), state=state)
-        if size == -1:
-            del stack[-1]
+                if size:
+                    children = values[-size:]
+                    del stack[-size:]
+                    del values[-size:]
+                else:
+                    children = []
+                values.append(act[1](children))
             stack.append(gotos[stack[-1]][act[2]])
             if stack[-1] == end_state:
                 return values[-1]
-            continue
-        if size:
-            children = values[-size:]
-            del stack[-size:]
-            del values[-size:]
-        else:
-            children = []
-        values.append(act[1](children))
-        stack.append(gotos[stack[-1]][act[2]])
-        if stack[-1] == end_state:
-            return values[-1]
+    raise PrismInternalError("the parser ended without accepting")   # pragma: no cover
 
 
 def _run(text: str, start: str) -> Any:
