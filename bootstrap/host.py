@@ -114,14 +114,39 @@ class Host:
     def simulate_on_clock(self, spec: Any, task: str, data: Any, context: dict | None, clock: Any) -> Promise:
         """A simulated agent's call on a virtual clock: the same seeded answer as the
         simulated transport, delivered when the virtual clock reaches its latency (no
-        wall time is spent). The agent's `timeout` applies as it would in real time."""
-        from kernel.runtime import SleepPromise
+        wall time is spent). The agent's `timeout` applies as it would in real time; a
+        call cancelled before it answers (a race's loser) is traced as cancelled."""
         response, latency = self.simulated_response(spec, task, data, context, clock)
-        return SleepPromise(latency, clock, response_value(response, spec.id))
+        p = Promise()
+        p.internal = True                       # settled by the clock: waiting on it is idle
+        base = {"call_id": f"v{self.calls}", "agent": spec.id, "transport": spec.transport, "virtual_time": True}
+        started = clock.now_ms()
+
+        def answer() -> None:
+            if p.future.set_running_or_notify_cancel():
+                self.trace_simulated_end(spec, response, latency, call_id=base["call_id"])
+                p.future.set_result(response_value(response, spec.id))
+
+        def cancel() -> None:
+            if p.future.cancel():
+                self._on_agent_event({"event": "agent_call_end", **base,
+                                      "duration_ms": round(clock.now_ms() - started, 3), "confidence": None,
+                                      "error": "cancelled", "cancelled": True})
+
+        p.on_cancel = cancel
+        clock.call_at(clock.due_in(latency), answer)
+        return p
+
+    def trace_simulated_end(self, spec: Any, response: Any, latency: float, call_id: str | None = None) -> None:
+        self._on_agent_event({"event": "agent_call_end", "call_id": call_id or f"v{self.calls}", "agent": spec.id,
+                              "transport": spec.transport, "virtual_time": True,
+                              "duration_ms": round(latency * 1000.0, 3), "confidence": response.confidence,
+                              "error": response.error, "cancelled": False})
 
     def simulated_response(self, spec: Any, task: str, data: Any, context: dict | None,
                            clock: Any) -> tuple[Any, float]:
-        """(AgentResponse, latency in seconds) of a simulated agent on a virtual clock, traced."""
+        """(AgentResponse, latency in seconds) of a simulated agent on a virtual clock;
+        traces the start of the call."""
         from .agents.models import AgentRequest, AgentResponse
         from .agents.transports import simulate
         request = AgentRequest(task=task, data=data, context=dict(context or {}))
@@ -131,11 +156,9 @@ class Host:
         response.metadata.update(agent=spec.id, transport=spec.transport, duration_ms=round(latency * 1000.0, 3),
                                  virtual_time=True)
         self.calls += 1
-        call_id = f"v{self.calls}"
-        base = {"call_id": call_id, "agent": spec.id, "transport": spec.transport, "virtual_time": True}
-        self._on_agent_event({"event": "agent_call_start", **base, "task": task, "timestamp": clock.now_ms() / 1000.0})
-        self._on_agent_event({"event": "agent_call_end", **base, "duration_ms": round(latency * 1000.0, 3),
-                              "confidence": response.confidence, "error": response.error, "cancelled": False})
+        self._on_agent_event({"event": "agent_call_start", "call_id": f"v{self.calls}", "agent": spec.id,
+                              "transport": spec.transport, "virtual_time": True, "task": task,
+                              "timestamp": clock.now_ms() / 1000.0})
         return response, latency
 
     def cancel_inflight(self) -> int:

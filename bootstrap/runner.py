@@ -98,6 +98,7 @@ def fan_out(host: Host, specs: list, input_value: Any, timeout: float = 30.0, cl
     for s in specs:
         if clock is not None and s.transport == "simulated":
             resp, latency = host.simulated_response(s, task, data, {}, clock)
+            host.trace_simulated_end(s, resp, latency)
             slowest = max(slowest, min(latency, timeout))
             done: Future = Future()
             done.set_result(resp)

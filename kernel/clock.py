@@ -27,10 +27,12 @@ from typing import Any
 
 
 class _Waiter:
-    __slots__ = ("blocked",)
+    """A thread waiting on the clock (``fn`` None), or an event scheduled on it."""
+    __slots__ = ("blocked", "fn")
 
-    def __init__(self) -> None:
+    def __init__(self, fn: Any = None) -> None:
         self.blocked = True
+        self.fn = fn
 
 
 class VirtualClock:
@@ -57,6 +59,15 @@ class VirtualClock:
         that waited for simulated work before the run started)."""
         with self._cond:
             self.t += max(0.0, seconds)
+            self._advance()
+
+    def call_at(self, due: float, fn: Any) -> None:
+        """Run ``fn()`` when virtual time reaches ``due`` (with the clock's lock held; it
+        may settle futures, which wakes their waiters). How host work that takes simulated
+        time — a simulated agent's answer — happens at the right virtual instant."""
+        with self._cond:
+            self._seq += 1
+            heapq.heappush(self._timers, (due, self._seq, _Waiter(fn)))
             self._advance()
 
     # ---- task accounting (spawn)
@@ -129,7 +140,8 @@ class VirtualClock:
                     self._cond.wait(0.05)
 
     def _advance(self) -> None:
-        """With the lock held: when nobody can run, jump to the earliest live timer."""
+        """With the lock held: when nobody can run, jump to the earliest live timer and
+        fire everything due by then (waiters become runnable, events run)."""
         timers = self._timers
         woke = False
         while self._runnable <= 0 and timers:
@@ -138,13 +150,18 @@ class VirtualClock:
                 continue                # woken by its future already
             if due > self.t:
                 self.t = due
-            w.blocked = False
-            self._runnable += 1
-            woke = True
+            woke = self._fire(w) or woke
             while timers and timers[0][0] <= self.t:
                 _, _, w2 = heapq.heappop(timers)
                 if w2.blocked:
-                    w2.blocked = False
-                    self._runnable += 1
+                    woke = self._fire(w2) or woke
         if woke:
             self._cond.notify_all()
+
+    def _fire(self, w: _Waiter) -> bool:
+        w.blocked = False
+        if w.fn is None:
+            self._runnable += 1
+            return True
+        w.fn()                          # an event; the waiters it wakes notify for themselves
+        return False

@@ -102,10 +102,22 @@ def test_trace_marks_virtual_calls_with_their_simulated_durations(workdir: Path)
     trace = workdir / "trace.jsonl"
     run_cli(workdir, "--trace", str(trace))
     events = [json.loads(line) for line in trace.read_text(encoding="utf-8").splitlines()]
-    ends = [e for e in events if e["event"] == "agent_call_end"]
-    assert len(ends) == 5 and all(e["virtual_time"] for e in ends)
-    by_agent = {e["agent"]: e["duration_ms"] for e in ends}
-    assert by_agent["steady"] == 20000 and by_agent["stuck"] == 40000
+    ends = {e["call_id"]: e for e in events if e["event"] == "agent_call_end"}
+    starts = [e for e in events if e["event"] == "agent_call_start"]
+    assert len(starts) == len(ends) == 5 and all(e["virtual_time"] for e in ends.values())
+    parallel, race = starts[:3], starts[3:]
+    done = {s["agent"]: ends[s["call_id"]] for s in parallel}
+    assert done["steady"]["duration_ms"] == 20000 and done["stuck"]["duration_ms"] == 40000
+    assert done["stuck"]["error"] == "timed out after 40 s"
+    # the race: jittery answers first; steady's call is cancelled at that moment, and says so
+    raced = {s["agent"]: ends[s["call_id"]] for s in race}
+    assert raced["jittery"]["cancelled"] is False
+    assert raced["steady"]["cancelled"] is True and raced["steady"]["error"] == "cancelled"
+    assert raced["steady"]["duration_ms"] == raced["jittery"]["duration_ms"]
+    # events are written in virtual-time order: the 20 s answer after the 3-5 s one
+    order = [e["call_id"] for e in events if e["event"] == "agent_call_end"]
+    by_agent = {s["call_id"]: s["agent"] for s in parallel}
+    assert [by_agent[c] for c in order[:3]] == ["jittery", "steady", "stuck"]
 
 
 def test_real_work_keeps_virtual_time_still(workdir: Path) -> None:

@@ -22,10 +22,21 @@ def run_experiment(*extra: str) -> tuple[list[dict], str]:
 
 
 @pytest.fixture(scope="module")
-def table() -> list[dict]:
-    rows, printed = run_experiment()
+def experiment() -> tuple[list[dict], str]:
+    return run_experiment()
+
+
+@pytest.fixture(scope="module")
+def table(experiment: tuple[list[dict], str]) -> list[dict]:
+    rows, printed = experiment
     assert len(printed.strip().splitlines()) == len(rows) == 6   # the printed table goes to stderr with --json
     return rows
+
+
+def test_the_readme_shows_the_table_it_prints(experiment: tuple[list[dict], str]) -> None:
+    readme = (FOLDER / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("## What to expect", 1)[1].split("```")[1].strip().splitlines()
+    assert experiment[1].strip().splitlines() == shown
 
 
 def test_every_strategy_is_measured(table: list[dict]) -> None:
