@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from concurrent.futures import InvalidStateError
 from functools import cmp_to_key
 from typing import Any, Callable
 
@@ -858,9 +859,33 @@ def make_globals(rt: Runtime) -> dict[str, Any]:
                 out.append({"status": "rejected", "reason": e.message})
         return out
 
+    def _with_resolvers(args: list) -> dict:
+        """Promise.withResolvers() (ES2024): {promise, resolve, reject}; the first call of
+        either settles the promise, later calls do nothing."""
+        if args:
+            raise PrismRuntimeError("Promise.withResolvers() takes no arguments")
+        p = Promise()
+        p.internal = True                   # settled by this run's own code
+
+        def settle_with(how: Callable[[], None]) -> None:
+            if not p.future.done():
+                try:
+                    how()
+                except InvalidStateError:   # settled by another task meanwhile
+                    pass
+
+        def resolve(a: list) -> None:
+            settle_with(lambda: p.future.set_result(a[0] if a else None))
+
+        def reject(a: list) -> None:
+            reason = display(_raw(a[0])) if a else "null"
+            settle_with(lambda: p.future.set_exception(PrismRuntimeError(reason)))
+        return {"promise": p, "resolve": Builtin("resolve", resolve), "reject": Builtin("reject", reject)}
+
     g["Promise"] = {"resolve": Builtin("resolve", _resolve), "reject": Builtin("reject", _reject),
                     "all": Builtin("all", _all), "race": Builtin("race", _race),
-                    "allSettled": Builtin("allSettled", _all_settled)}
+                    "allSettled": Builtin("allSettled", _all_settled),
+                    "withResolvers": Builtin("withResolvers", _with_resolvers)}
 
     # ---- LLM (spec §5.8): delegated to the host's providers
     @builtin("llm")
