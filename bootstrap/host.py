@@ -70,6 +70,7 @@ class Host:
         self._runtime: AgentRuntime | None = None
         self._lock = threading.Lock()
         self._inflight: set[Future] = set()
+        self._virtual: dict[int, Callable[[], None]] = {}   # unanswered simulated calls -> their cancel
         self.llm_providers = build_providers(self.registry) if self.registry.llm_providers else {}
         self.default_llm_provider = self.registry.default_llm_provider
         self.calls = 0
@@ -123,17 +124,20 @@ class Host:
         started = clock.now_ms()
 
         def answer() -> None:
+            self._virtual.pop(id(p), None)
             if p.future.set_running_or_notify_cancel():
                 self.trace_simulated_end(spec, response, latency, call_id=base["call_id"])
                 p.future.set_result(response_value(response, spec.id))
 
         def cancel() -> None:
+            self._virtual.pop(id(p), None)
             if p.future.cancel():
                 self._on_agent_event({"event": "agent_call_end", **base,
                                       "duration_ms": round(clock.now_ms() - started, 3), "confidence": None,
                                       "error": "cancelled", "cancelled": True})
 
         p.on_cancel = cancel
+        self._virtual[id(p)] = cancel
         clock.call_at(clock.due_in(latency), answer)
         return p
 
@@ -162,11 +166,15 @@ class Host:
         return response, latency
 
     def cancel_inflight(self) -> int:
+        """Cancel the agent calls still running (at the end of a run); each is traced."""
         with self._lock:
             pending = list(self._inflight)
         for f in pending:
             f.cancel()
-        return len(pending)
+        unanswered = list(self._virtual.values())
+        for cancel in unanswered:
+            cancel()
+        return len(pending) + len(unanswered)
 
     # ---- Prism values
     def agent_value(self, spec: Any, budget_time_left: Callable[[], float | None] | None = None,

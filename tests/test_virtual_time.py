@@ -198,3 +198,15 @@ def test_eval_accepts_virtual_time() -> None:
     result = CliRunner().invoke(cli, ["eval", "--virtual-time",
                                       "let t = now(); await sleep(86400000); (now() - t) / 3600000"])
     assert result.exit_code == 0 and result.stdout.strip() == "24"
+
+
+def test_a_simulated_call_left_unanswered_at_the_end_of_a_run_is_traced_as_cancelled(workdir: Path) -> None:
+    (workdir / "orphan.prism").write_text('let p = agents.steady.analyze("q")\n"done before the answer"',
+                                          encoding="utf-8")
+    trace = workdir / "t.jsonl"
+    result = CliRunner().invoke(cli, ["run", "--virtual-time", "--agents", str(workdir / "agents.toml"),
+                                      "--trace", str(trace), str(workdir / "orphan.prism")])
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in trace.read_text(encoding="utf-8").splitlines()]
+    kinds = [(e["event"], e.get("cancelled")) for e in events if e["event"].startswith("agent_call")]
+    assert kinds == [("agent_call_start", None), ("agent_call_end", True)]
