@@ -57,7 +57,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .agents import Registry
 from .requirements import OrchestrationRequirements, RequirementsError, validate_requirements
-from .store import TERMINAL_STATUSES, ExecutionRecord, PatternRecord, PatternStore, StoreError
+from .store import TERMINAL_STATUSES, ExecutionRecord, PatternRecord, PatternStore, StoreError, finite_json
 
 __all__ = ["API_VERSION", "create_app", "openapi_document", "ExecutionManager"]
 
@@ -98,24 +98,14 @@ class ApiError(Exception):
         return JsonResponse(payload, status_code=self.status, headers=self.headers)
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no NaN/Infinity: like JavaScript's JSON.stringify they become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
-    return value
-
 
 def _json_text(value: Any) -> str:
     try:
         return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except ValueError:
-        return json.dumps(_finite(value), ensure_ascii=False, separators=(",", ":"), default=str)
+        return json.dumps(finite_json(value), ensure_ascii=False, separators=(",", ":"), default=str)
     except TypeError:
-        return json.dumps(_finite(value), ensure_ascii=False, separators=(",", ":"), default=str)
+        return json.dumps(finite_json(value), ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 class JsonResponse(JSONResponse):

@@ -123,14 +123,15 @@ def default_store_path(env: Mapping[str, str] | None = None) -> Path:
 # --------------------------------------------------------------------------- JSON columns
 
 
-def _finite(value: Any) -> Any:
-    """Mirror JavaScript's JSON.stringify: NaN and ±Infinity become null."""
+def finite_json(value: Any) -> Any:
+    """Mirror JavaScript's JSON.stringify: NaN and ±Infinity become null, keys strings.
+    (Shared by the store's JSON columns and the HTTP API's responses.)"""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [finite_json(v) for v in value]
     if isinstance(value, Mapping):
-        return {k: _finite(v) for k, v in value.items()}
+        return {str(k): finite_json(v) for k, v in value.items()}
     return value
 
 
@@ -140,7 +141,7 @@ def _dump(value: Any, what: str) -> str | None:
     try:
         return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except ValueError:
-        return json.dumps(_finite(value), ensure_ascii=False, separators=(",", ":"))
+        return json.dumps(finite_json(value), ensure_ascii=False, separators=(",", ":"))
     except TypeError as exc:
         raise TypeError(f"{what} must be JSON data: {exc}") from None
 
